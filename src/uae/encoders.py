@@ -65,3 +65,25 @@ def model_fingerprint(name_or_path: str) -> str:
     if not weights:
         raise FileNotFoundError(f"{folder}: expected model weights (*.safetensors or *.bin)")
     return _fingerprint_folder(str(folder), tuple((w, (folder / w).stat().st_mtime) for w in weights))
+
+
+def encode(model, texts: list[str], batch_size: int = 64, description: str = "encoding", progress: bool = True):
+    """Unit-normalised float32 embeddings of ``texts``, with a progress bar over chunks."""
+    import numpy as np
+
+    from uae.progress import progress_bar
+
+    chunk = max(batch_size * 8, 1)
+    parts = []
+    with progress_bar(len(texts), description, unit="texts", enabled=progress and len(texts) > chunk) as advance:
+        for start in range(0, len(texts), chunk):
+            batch = texts[start : start + chunk]
+            parts.append(
+                model.encode(
+                    batch, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
+                ).astype(np.float32)
+            )
+            advance(len(batch))
+    if not parts:
+        return np.zeros((0, model.get_sentence_embedding_dimension()), dtype=np.float32)
+    return np.concatenate(parts)

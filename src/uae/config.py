@@ -1,0 +1,110 @@
+"""The configuration of a run: one pydantic model, read from YAML by ``uae run CONFIG.yaml``.
+
+Every choice the paper may have made differently (temperatures, normalisation, loss mix,
+pool size) is a field here, and every report prints the config it ran with.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from uae.data.beir import DataError
+from uae.encoders import DEFAULT_ENCODER
+
+LossName = Literal["um_infonce", "infonce_gold", "hard_utility", "pool_kl", "margin_mse"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class MiningConfig(_Strict):
+    pool_size: int = Field(16, ge=2, description="candidates per query")
+    depth: int = Field(100, ge=1, description="depth of each ranking before fusion")
+    include_gold: bool = Field(True, description="always put gold evidence in the pool")
+
+
+class LabelingConfig(_Strict):
+    teacher: str = Field("dirichlet", description="dirichlet | dirichlet:mu=N | hf:<model>")
+    aggregate: Literal["mean", "max"] = "mean"
+    part_queries: int = Field(64, ge=1)
+
+
+class TargetsConfig(_Strict):
+    tau_t: float = Field(1.0, gt=0, description="teacher temperature of the target softmax")
+    normalize: Literal["none", "zscore"] = "none"
+    harmful_floor: float | None = None
+    top_m: int | None = Field(None, ge=1)
+
+
+class TrainingConfig(_Strict):
+    loss: LossName = "um_infonce"
+    tau_s: float = Field(0.05, gt=0, description="student temperature")
+    hard_mix: float = Field(0.0, ge=0, le=1, description="lam in (1-lam) L_soft + lam L_hard")
+    steps: int = Field(60, ge=1)
+    batch_size: int = Field(16, ge=1, description="queries per step")
+    train_pool_size: int | None = Field(None, ge=2, description="passages per query in training (default: the pool)")
+    learning_rate: float = Field(3e-5, gt=0)
+    warmup_ratio: float = Field(0.1, ge=0, lt=1)
+    max_seq_length: int = Field(128, ge=8)
+    seed: int = 13
+
+
+class EvalConfig(_Strict):
+    split: str = "test"
+    depth: int = Field(100, ge=1)
+    baseline: str = "base"
+    significance: Literal["student", "fisher"] = "student"
+
+
+class RunConfig(_Strict):
+    """Everything ``uae run`` needs; relative paths are resolved against the config file."""
+
+    data: str = Field(description="a BEIR folder with answers (corpus.jsonl, queries.jsonl, qrels/)")
+    out: str = "runs/run"
+    base_model: str = DEFAULT_ENCODER
+    train_split: str = "train"
+    compare_infonce_gold: bool = Field(True, description="also train plain InfoNCE on gold evidence")
+    mining: MiningConfig = MiningConfig()
+    labeling: LabelingConfig = LabelingConfig()
+    targets: TargetsConfig = TargetsConfig()
+    training: TrainingConfig = TrainingConfig()
+    eval: EvalConfig = EvalConfig()
+
+    @property
+    def out_dir(self) -> Path:
+        return Path(self.out)
+
+
+def load_config(path: str | os.PathLike) -> RunConfig:
+    """Read a YAML config; errors name the file and the field that is wrong."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(path, None, "config file not found")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as err:
+        line = getattr(getattr(err, "problem_mark", None), "line", None)
+        raise DataError(path, None if line is None else line + 1, f"expected valid YAML ({err})") from None
+    if not isinstance(raw, dict):
+        raise DataError(path, None, "expected a mapping of settings at the top level")
+    try:
+        config = RunConfig(**raw)
+    except ValidationError as err:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())
+        raise DataError(path, None, f"invalid config ({problems})") from None
+    base = path.parent
+    updates = {"data": _resolve(base, config.data), "out": _resolve(base, config.out)}
+    if Path(base / config.base_model).exists():
+        updates["base_model"] = _resolve(base, config.base_model)
+    return config.model_copy(update=updates)
+
+
+def _resolve(base: Path, value: str) -> str:
+    path = Path(value)
+    return str(path if path.is_absolute() else (base / path))

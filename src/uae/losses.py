@@ -1,0 +1,479 @@
+"""Training losses over a query and its pool, in the sentence-transformers loss shape.
+
+A training row is ``(query, p_1, ..., p_K)``: a query and the K passages of its pool. Each loss
+embeds the columns, then calls the pure ``compute_loss_from_embeddings(embeddings, labels)``
+with ``embeddings[0]`` the ``(B, D)`` queries, ``embeddings[1:]`` K ``(B, D)`` passage tensors,
+and ``labels`` a ``(B, K)`` float tensor whose meaning each loss names in ``label_kind``:
+
+- ``"distribution"``: the target ``p*`` over the pool (rows sum to 1, see ``uae.targets``);
+- ``"gold"``: a one-hot (or multi-hot) mark of the gold evidence in the pool;
+- ``"utility"``: the raw utilities of the pool passages.
+
+The student score is ``s(q, d) = cos(E(q), E(d)) / tau_s``. With in-batch negatives the
+candidates of query ``i`` are every pool passage of the batch, laid out row-major: query ``j``'s
+pool fills columns ``j*K .. j*K+K-1``; other queries' passages get target 0, even when the same
+passage also sits in the query's own pool (the loss sees embeddings, not ids).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any, ClassVar, Literal
+
+import torch
+import torch.nn.functional as F
+from sentence_transformers.base.losses.merged_forward import embed_columns
+from torch import Tensor, nn
+
+LabelKind = Literal["distribution", "gold", "utility"]
+
+DEFAULT_TAU_S = 0.05
+"""Student temperature: cosine similarities are divided by it before a softmax."""
+
+DISTRIBUTION_ATOL = 1e-3
+"""How far a ``"distribution"`` label row may sum from 1 (float16 storage included)."""
+
+INFONCE_CITATION = """
+@misc{oord2019representationlearningcontrastivepredictive,
+      title={Representation Learning with Contrastive Predictive Coding},
+      author={Aaron van den Oord and Yazhe Li and Oriol Vinyals},
+      year={2019},
+      eprint={1807.03748},
+      archivePrefix={arXiv},
+      primaryClass={cs.LG},
+      url={https://arxiv.org/abs/1807.03748},
+}
+"""
+
+DPR_CITATION = """
+@inproceedings{karpukhin2020dense,
+      title={Dense Passage Retrieval for Open-Domain Question Answering},
+      author={Vladimir Karpukhin and Barlas Oguz and Sewon Min and Patrick Lewis and Ledell Wu and Sergey Edunov and Danqi Chen and Wen-tau Yih},
+      year={2020},
+      eprint={2004.04906},
+      archivePrefix={arXiv},
+      primaryClass={cs.CL},
+      url={https://arxiv.org/abs/2004.04906},
+}
+"""
+
+REPLUG_ATLAS_CITATION = """
+@misc{shi2023replug,
+      title={REPLUG: Retrieval-Augmented Black-Box Language Models},
+      author={Weijia Shi and Sewon Min and Michihiro Yasunaga and Minjoon Seo and Rich James and Mike Lewis and Luke Zettlemoyer and Wen-tau Yih},
+      year={2023},
+      eprint={2301.12652},
+      archivePrefix={arXiv},
+      primaryClass={cs.CL},
+      url={https://arxiv.org/abs/2301.12652},
+}
+@misc{izacard2022atlas,
+      title={Atlas: Few-shot Learning with Retrieval Augmented Language Models},
+      author={Gautier Izacard and Patrick Lewis and Maria Lomeli and Lucas Hosseini and Fabio Petroni and Timo Schick and Jane Dwivedi-Yu and Armand Joulin and Sebastian Riedel and Edouard Grave},
+      year={2022},
+      eprint={2208.03299},
+      archivePrefix={arXiv},
+      primaryClass={cs.CL},
+      url={https://arxiv.org/abs/2208.03299},
+}
+"""
+
+MARGIN_MSE_CITATION = """
+@misc{hofstatter2021improving,
+      title={Improving Efficient Neural Ranking Models with Cross-Architecture Knowledge Distillation},
+      author={Sebastian Hofst{\\"a}tter and Sophia Althammer and Michael Schr{\\"o}der and Mete Sertkan and Allan Hanbury},
+      year={2020},
+      eprint={2010.02666},
+      archivePrefix={arXiv},
+      primaryClass={cs.IR},
+      url={https://arxiv.org/abs/2010.02666},
+}
+"""
+
+
+# ---------------------------------------------------------------- pure maths
+
+
+def pool_cosines(query: Tensor, passages: Sequence[Tensor]) -> Tensor:
+    """Cosine of each query with each passage of its own pool.
+
+    Args:
+        query: ``(B, D)`` query embeddings.
+        passages: K tensors of ``(B, D)``; ``passages[k][i]`` is passage k of query i.
+
+    Returns:
+        ``(B, K)`` cosines.
+    """
+    pool = F.normalize(torch.stack(list(passages), dim=1), dim=-1)
+    return torch.einsum("bd,bkd->bk", F.normalize(query, dim=-1), pool)
+
+
+def batch_cosines(query: Tensor, passages: Sequence[Tensor]) -> Tensor:
+    """Cosine of each query with every pool passage of the batch.
+
+    Args:
+        query: ``(B, D)`` query embeddings.
+        passages: K tensors of ``(B, D)``.
+
+    Returns:
+        ``(B, B*K)`` cosines; query j's pool is columns ``j*K .. j*K+K-1``.
+    """
+    pool = torch.stack(list(passages), dim=1)
+    flat = F.normalize(pool.reshape(-1, pool.shape[-1]), dim=-1)
+    return F.normalize(query, dim=-1) @ flat.T
+
+
+def candidate_scores(query: Tensor, passages: Sequence[Tensor], tau_s: float, in_batch_negatives: bool) -> Tensor:
+    """Student scores ``cos / tau_s`` over the candidate set.
+
+    Args:
+        query: ``(B, D)`` query embeddings.
+        passages: K tensors of ``(B, D)``.
+        tau_s: student temperature.
+        in_batch_negatives: whether the candidates are the whole batch's pools or the own pool.
+
+    Returns:
+        ``(B, B*K)`` with in-batch negatives, else ``(B, K)``.
+    """
+    cosines = batch_cosines(query, passages) if in_batch_negatives else pool_cosines(query, passages)
+    return cosines / tau_s
+
+
+def candidate_targets(targets: Tensor, in_batch_negatives: bool) -> Tensor:
+    """Lay ``(B, K)`` pool targets out over the candidate set of :func:`candidate_scores`.
+
+    Args:
+        targets: ``(B, K)`` targets over each query's own pool.
+        in_batch_negatives: whether the candidates include the other queries' pools.
+
+    Returns:
+        ``targets`` itself, or ``(B, B*K)`` with each row's targets in its own block, 0 elsewhere.
+    """
+    if not in_batch_negatives:
+        return targets
+    batch, k = targets.shape
+    blocks = torch.zeros(batch, batch, k, dtype=targets.dtype, device=targets.device)
+    rows = torch.arange(batch, device=targets.device)
+    blocks[rows, rows] = targets
+    return blocks.reshape(batch, batch * k)
+
+
+def soft_cross_entropy(scores: Tensor, targets: Tensor) -> Tensor:
+    """Batch mean of ``-sum_c targets_c * log softmax(scores)_c``.
+
+    Args:
+        scores: ``(B, C)`` logits.
+        targets: ``(B, C)`` non-negative weights (a distribution for a proper cross-entropy).
+
+    Returns:
+        A scalar.
+    """
+    return -(targets * torch.log_softmax(scores, dim=-1)).sum(dim=-1).mean()
+
+
+def kl_divergence(scores: Tensor, targets: Tensor) -> Tensor:
+    """Batch mean of ``KL(targets || softmax(scores))``, with ``0 log 0 = 0``.
+
+    Args:
+        scores: ``(B, C)`` logits.
+        targets: ``(B, C)`` distributions.
+
+    Returns:
+        A scalar, 0 when the student distribution equals the targets.
+    """
+    negative_entropy = torch.xlogy(targets, targets).sum(dim=-1).mean()
+    return negative_entropy + soft_cross_entropy(scores, targets)
+
+
+def one_hot_argmax(labels: Tensor) -> Tensor:
+    """One-hot of each row's argmax (the first one on ties, so multi-hot keeps its first mark).
+
+    Args:
+        labels: ``(B, K)`` scores, distributions or gold marks.
+
+    Returns:
+        ``(B, K)`` one-hot rows of the same dtype.
+    """
+    return F.one_hot(labels.argmax(dim=-1), labels.shape[-1]).to(labels.dtype)
+
+
+def pairwise_margins(scores: Tensor) -> Tensor:
+    """``scores_i - scores_j`` for every pair ``i < j`` of each row.
+
+    Args:
+        scores: ``(B, K)``.
+
+    Returns:
+        ``(B, K*(K-1)/2)`` margins.
+    """
+    i, j = torch.triu_indices(scores.shape[-1], scores.shape[-1], offset=1, device=scores.device)
+    return scores[:, i] - scores[:, j]
+
+
+def margin_mse(student: Tensor, teacher: Tensor) -> Tensor:
+    """MSE between student and teacher margins over all pairs of each pool.
+
+    Args:
+        student: ``(B, K)`` student scores.
+        teacher: ``(B, K)`` teacher scores (utilities).
+
+    Returns:
+        A scalar, 0 when every student margin equals the teacher's.
+    """
+    return F.mse_loss(pairwise_margins(student), pairwise_margins(teacher))
+
+
+# ---------------------------------------------------------------- label checks
+
+
+def check_distribution(labels: Tensor, loss_name: str) -> None:
+    """Raise unless every row of ``labels`` is a probability distribution."""
+    if (labels < 0).any() or not torch.allclose(
+        labels.sum(dim=-1), torch.ones_like(labels[:, 0]), atol=DISTRIBUTION_ATOL
+    ):
+        raise ValueError(f"{loss_name} expects target distributions (non-negative rows summing to 1) as labels")
+
+
+def check_gold(labels: Tensor, loss_name: str) -> None:
+    """Raise unless every row of ``labels`` marks at least one gold passage."""
+    if not (labels.max(dim=-1).values > 0).all():
+        raise ValueError(f"{loss_name} expects every label row to mark a gold passage (a value > 0)")
+
+
+def check_finite(labels: Tensor, loss_name: str) -> None:
+    """Raise when ``labels`` hold a NaN or an infinity."""
+    if not torch.isfinite(labels).all():
+        raise ValueError(f"{loss_name} expects finite labels")
+
+
+# ---------------------------------------------------------------- losses
+
+
+class PoolLoss(nn.Module):
+    """Base of the pool losses: embeds ``(query, p_1..p_K)`` columns and checks the shapes.
+
+    Args:
+        model: the ``SentenceTransformer`` being trained; ``None`` is accepted for calling
+            :meth:`compute_loss_from_embeddings` directly.
+        tau_s: student temperature.
+    """
+
+    label_kind: ClassVar[LabelKind]
+
+    def __init__(self, model: nn.Module | None, tau_s: float = DEFAULT_TAU_S) -> None:
+        super().__init__()
+        if not 0 < tau_s < float("inf"):
+            raise ValueError(f"tau_s must be a positive finite number, got {tau_s}")
+        self.model = model
+        self.tau_s = tau_s
+
+    def forward(self, sentence_features: Iterable[dict[str, Tensor]], labels: Tensor) -> Tensor:
+        """Embed the columns with ``self.model`` and compute the loss."""
+        if self.model is None:
+            raise ValueError(f"{type(self).__name__} was built without a model; call compute_loss_from_embeddings")
+        return self.compute_loss_from_embeddings(embed_columns(self.model, sentence_features), labels)
+
+    def compute_loss_from_embeddings(self, embeddings: list[Tensor], labels: Tensor) -> Tensor:
+        """The loss from ``[queries (B, D), p_1 (B, D), ..., p_K (B, D)]`` and ``(B, K)`` labels."""
+        raise NotImplementedError
+
+    def split(self, embeddings: list[Tensor], labels: Tensor) -> tuple[Tensor, list[Tensor], Tensor]:
+        """Check shapes; return queries, pool passages and labels in the query's dtype.
+
+        Args:
+            embeddings: ``[queries, p_1, ..., p_K]``.
+            labels: ``(B, K)``.
+
+        Returns:
+            ``(query, passages, labels)`` with ``labels`` detached.
+        """
+        name = type(self).__name__
+        if len(embeddings) < 2:
+            raise ValueError(f"{name} expects (query, p_1, ..., p_K) columns, got {len(embeddings)} column(s)")
+        query, passages = embeddings[0], list(embeddings[1:])
+        expected = (query.shape[0], len(passages))
+        if tuple(labels.shape) != expected:
+            raise ValueError(f"{name} expects labels of shape (batch, K) = {expected}, got {tuple(labels.shape)}")
+        labels = labels.detach().to(device=query.device, dtype=query.dtype)
+        check_finite(labels, name)
+        return query, passages, labels
+
+    def get_config_dict(self) -> dict[str, Any]:
+        """Hyper-parameters shown in model cards."""
+        return {"tau_s": self.tau_s}
+
+
+class UtilityModulatedInfoNCE(PoolLoss):
+    """Cross-entropy of the student against the utility distribution ``p*``.
+
+    ``L(q) = - sum_{d in P(q)} p*(d) log softmax(s(q, .))_d``, with the softmax over the
+    query's pool plus, by default, every other pool passage in the batch (target 0). With
+    ``hard_mix = lam`` the loss is ``(1 - lam) * L_soft + lam * L_hard``, where ``L_hard`` is
+    InfoNCE on ``argmax p*`` over the same candidates.
+
+    Args:
+        model: the ``SentenceTransformer`` being trained (or ``None``).
+        tau_s: student temperature.
+        in_batch_negatives: add the other queries' pools to the candidates.
+        hard_mix: weight ``lam`` in ``[0, 1]`` of the hard InfoNCE term.
+    """
+
+    label_kind: ClassVar[LabelKind] = "distribution"
+
+    def __init__(
+        self,
+        model: nn.Module | None,
+        tau_s: float = DEFAULT_TAU_S,
+        in_batch_negatives: bool = True,
+        hard_mix: float = 0.0,
+    ) -> None:
+        super().__init__(model, tau_s)
+        if not 0.0 <= hard_mix <= 1.0:
+            raise ValueError(f"hard_mix must lie in [0, 1], got {hard_mix}")
+        self.in_batch_negatives = in_batch_negatives
+        self.hard_mix = hard_mix
+
+    def compute_loss_from_embeddings(self, embeddings: list[Tensor], labels: Tensor) -> Tensor:
+        """The mixed soft/hard loss, batch mean."""
+        query, passages, targets = self.split(embeddings, labels)
+        check_distribution(targets, type(self).__name__)
+        scores = candidate_scores(query, passages, self.tau_s, self.in_batch_negatives)
+        soft = soft_cross_entropy(scores, candidate_targets(targets, self.in_batch_negatives))
+        if self.hard_mix == 0.0:
+            return soft
+        hard = soft_cross_entropy(scores, candidate_targets(one_hot_argmax(targets), self.in_batch_negatives))
+        return (1.0 - self.hard_mix) * soft + self.hard_mix * hard
+
+    def get_config_dict(self) -> dict[str, Any]:
+        return {**super().get_config_dict(), "in_batch_negatives": self.in_batch_negatives, "hard_mix": self.hard_mix}
+
+    @property
+    def citation(self) -> str:
+        return INFONCE_CITATION
+
+
+class ArgmaxInfoNCE(PoolLoss):
+    """InfoNCE whose single positive is each label row's argmax (first one on ties).
+
+    The same maths as :class:`UtilityModulatedInfoNCE` with a one-hot target, so the two give
+    identical values and gradients on one-hot labels.
+
+    Args:
+        model: the ``SentenceTransformer`` being trained (or ``None``).
+        tau_s: student temperature.
+        in_batch_negatives: add the other queries' pools to the candidates.
+    """
+
+    label_kind: ClassVar[LabelKind] = "distribution"
+
+    def __init__(self, model: nn.Module | None, tau_s: float = DEFAULT_TAU_S, in_batch_negatives: bool = True) -> None:
+        super().__init__(model, tau_s)
+        self.in_batch_negatives = in_batch_negatives
+
+    def compute_loss_from_embeddings(self, embeddings: list[Tensor], labels: Tensor) -> Tensor:
+        """InfoNCE on the argmax positive, batch mean."""
+        query, passages, labels = self.split(embeddings, labels)
+        self.check_labels(labels)
+        scores = candidate_scores(query, passages, self.tau_s, self.in_batch_negatives)
+        return soft_cross_entropy(scores, candidate_targets(one_hot_argmax(labels), self.in_batch_negatives))
+
+    def check_labels(self, labels: Tensor) -> None:
+        """Hook for label checks; argmax of any finite row is defined."""
+
+    def get_config_dict(self) -> dict[str, Any]:
+        return {**super().get_config_dict(), "in_batch_negatives": self.in_batch_negatives}
+
+    @property
+    def citation(self) -> str:
+        return INFONCE_CITATION
+
+
+class GoldInfoNCE(ArgmaxInfoNCE):
+    """Plain InfoNCE on the gold evidence: the similarity baseline.
+
+    Labels mark the gold passage(s) of the pool; with several, the first is the positive.
+    """
+
+    label_kind: ClassVar[LabelKind] = "gold"
+
+    def check_labels(self, labels: Tensor) -> None:
+        check_gold(labels, type(self).__name__)
+
+    @property
+    def citation(self) -> str:
+        return DPR_CITATION
+
+
+class HardUtilityInfoNCE(ArgmaxInfoNCE):
+    """InfoNCE whose positive is the top-utility passage (``argmax p*``)."""
+
+    label_kind: ClassVar[LabelKind] = "distribution"
+
+
+class PoolKL(PoolLoss):
+    """``KL(p* || softmax(s(q, .)))`` over the query's own pool only, as in REPLUG and Atlas.
+
+    Args:
+        model: the ``SentenceTransformer`` being trained (or ``None``).
+        tau_s: student temperature.
+    """
+
+    label_kind: ClassVar[LabelKind] = "distribution"
+
+    def compute_loss_from_embeddings(self, embeddings: list[Tensor], labels: Tensor) -> Tensor:
+        """The KL divergence, batch mean."""
+        query, passages, targets = self.split(embeddings, labels)
+        check_distribution(targets, type(self).__name__)
+        return kl_divergence(candidate_scores(query, passages, self.tau_s, in_batch_negatives=False), targets)
+
+    @property
+    def citation(self) -> str:
+        return REPLUG_ATLAS_CITATION
+
+
+class UtilityMarginMSE(PoolLoss):
+    """MarginMSE on utilities over all pairs of each pool.
+
+    For every pair ``i < j`` of a pool, the squared error between the student margin
+    ``cos(q, d_i) - cos(q, d_j)`` (not divided by a temperature) and the teacher margin
+    ``utility_scale * (u_i - u_j)``, averaged over pairs and batch. All pairs rather than pairs
+    against the top passage: every ordering constraint counts, no single (possibly noisy) top
+    passage anchors them all, and with K = 2 it is the classic MarginMSE.
+
+    Args:
+        model: the ``SentenceTransformer`` being trained (or ``None``).
+        utility_scale: multiplies teacher margins; cosine margins lie in ``[-2, 2]`` while
+            utilities are in nats per token, so a scale below 1 can bring them in range.
+    """
+
+    label_kind: ClassVar[LabelKind] = "utility"
+
+    def __init__(self, model: nn.Module | None, utility_scale: float = 1.0) -> None:
+        super().__init__(model)
+        if not 0 < utility_scale < float("inf"):
+            raise ValueError(f"utility_scale must be a positive finite number, got {utility_scale}")
+        self.utility_scale = utility_scale
+
+    def compute_loss_from_embeddings(self, embeddings: list[Tensor], labels: Tensor) -> Tensor:
+        """The margin MSE, mean over pairs and batch."""
+        query, passages, utilities = self.split(embeddings, labels)
+        if len(passages) < 2:
+            raise ValueError(f"{type(self).__name__} needs at least 2 pool passages to form a margin")
+        return margin_mse(pool_cosines(query, passages), self.utility_scale * utilities)
+
+    def get_config_dict(self) -> dict[str, Any]:
+        return {"pairing": "all_pairs", "utility_scale": self.utility_scale}
+
+    @property
+    def citation(self) -> str:
+        return MARGIN_MSE_CITATION
+
+
+LOSSES: dict[str, type[PoolLoss]] = {
+    "um_infonce": UtilityModulatedInfoNCE,
+    "infonce_gold": GoldInfoNCE,
+    "hard_utility": HardUtilityInfoNCE,
+    "pool_kl": PoolKL,
+    "margin_mse": UtilityMarginMSE,
+}
+"""Loss name (as written in configs) -> class; each class's ``label_kind`` says what labels it needs."""

@@ -1,0 +1,218 @@
+"""The stages chained: mine -> label -> train -> index -> eval.
+
+Each stage reads and writes files under the run folder, so any stage can be rerun,
+resumed or inspected alone; ``uae run CONFIG.yaml`` calls :func:`run_pipeline`, and the
+CLI's per-stage commands call the stage functions directly. A finished stage is reused
+when its inputs and settings are unchanged (``stage.json`` holds their hash).
+
+Run folder::
+
+    pools.parquet            candidate pools (train and eval queries)
+    labels/                  answer NLLs (parts, manifest, nlls.parquet)
+    models/<system>/         sentence-transformers folders (uae, infonce_gold)
+    index/                   FAISS index of the UAE model
+    metrics.json, report.md  the comparison, with plots
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rich.console import Console
+
+from uae.bm25 import BM25Index
+from uae.config import RunConfig
+from uae.data.beir import read_dataset
+from uae.data.schema import Dataset, Query, SkipReport
+from uae.data.tables import Pools, read_pools, write_pools
+from uae.labeling import label_pools, read_labels
+from uae.mining import mine_pools
+from uae.retrieval_types import Run, hits_to_run
+from uae.retriever import Retriever
+from uae.targets import utilities_from_nlls
+from uae.teachers import Teacher, load_teacher
+from uae.training import build_training_rows, label_kind_of, read_training_log, train_model
+
+console = Console()
+
+
+@dataclass
+class RunResult:
+    """What :func:`run_pipeline` produced."""
+
+    out_dir: Path
+    metrics: dict[str, dict[str, float]]
+    seconds: float
+    skipped: dict[str, dict[str, int]] = field(default_factory=dict)
+
+
+def _stage_key(**inputs) -> str:
+    return hashlib.sha256(json.dumps(inputs, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _is_done(folder: Path, key: str) -> bool:
+    marker = folder / "stage.json"
+    return marker.is_file() and json.loads(marker.read_text()).get("key") == key
+
+
+def _mark_done(folder: Path, key: str) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "stage.json").write_text(json.dumps({"key": key}))
+
+
+def report_skips(stage: str, skipped: SkipReport) -> None:
+    """Print what a stage left out (nothing is dropped silently)."""
+    for line in skipped.lines():
+        console.print(f"[yellow]{stage}: {line}")
+
+
+def stage_mine(config: RunConfig, dataset: Dataset, queries: Sequence[Query], progress: bool = True) -> Pools:
+    """Mine (or reuse) candidate pools for ``queries``; writes ``pools.parquet``."""
+    out = config.out_dir
+    path = out / "pools.parquet"
+    key = _stage_key(stage="mine", data=config.data, model=config.base_model, mining=config.mining.model_dump(), queries=[q.id for q in queries])
+    if path.is_file() and _is_done(out / "stages" / "mine", key):
+        console.print(f"reusing {path}")
+        return read_pools(path)
+    console.print(f"[bold]mine[/]: pools of {config.mining.pool_size} from BM25 + {config.base_model}, {len(queries)} queries")
+    retriever = Retriever.build(config.base_model, dataset.corpus, progress=progress)
+    pools = mine_pools(dataset, queries, retriever, config.mining.pool_size, config.mining.depth, config.mining.include_gold, progress=progress)
+    write_pools(pools, path)
+    _mark_done(out / "stages" / "mine", key)
+    return pools
+
+
+def stage_label(config: RunConfig, dataset: Dataset, queries: Sequence[Query], pools: Pools, teacher: Teacher | None = None, progress: bool = True) -> dict[str, dict[str, float]]:
+    """Label the pools of ``queries`` with the teacher (resumable) and return their utilities."""
+    teacher = teacher or load_teacher(config.labeling.teacher)
+    summary = label_pools(queries, pools, dataset.corpus, teacher, config.out_dir / "labels", config.labeling.part_queries, progress=progress)
+    report_skips("label", summary.skipped)
+    console.print(f"label: {summary.pairs} (query, passage) pairs, {summary.parts_reused} parts reused, teacher {teacher.name}")
+    utilities, skipped = utilities_from_nlls(read_labels(config.out_dir / "labels"), config.labeling.aggregate)
+    report_skips("utilities", skipped)
+    return utilities
+
+
+def stage_train(config: RunConfig, dataset: Dataset, queries: Sequence[Query], pools: Pools, utilities, loss: str, name: str) -> Path:
+    """Train one model with ``loss`` into ``models/<name>`` (reused when settings are unchanged)."""
+    out = config.out_dir / "models" / name
+    training = config.training.model_copy(update={"loss": loss})
+    key = _stage_key(stage="train", base=config.base_model, training=training.model_dump(), targets=config.targets.model_dump(),
+                     teacher=config.labeling.teacher, pools=config.mining.model_dump(), queries=[q.id for q in queries])
+    if (out / "uae_training.json").is_file() and _is_done(out / "stage", key):
+        console.print(f"reusing {out}")
+        return out
+    rows = build_training_rows(
+        queries, pools, dataset.corpus, label_kind_of(loss), utilities, config.targets,
+        training.train_pool_size or config.mining.pool_size, training.seed,
+    )
+    report_skips(f"train {name}", rows.skipped)
+    console.print(f"[bold]train {name}[/]: loss {loss}, {len(rows.queries)} queries, {training.steps} steps of {training.batch_size}")
+    record = {
+        "teacher": config.labeling.teacher,
+        "targets": config.targets.model_dump(),
+        "data": {"path": config.data, "split": config.train_split, "queries": len(rows.queries)},
+        "mining": config.mining.model_dump(),
+    }
+    train_model(rows, config.base_model, out, training, record)
+    _mark_done(out / "stage", key)
+    return out
+
+
+def dense_run(model_path: str, dataset: Dataset, queries: Sequence[Query], depth: int, save_index: Path | None = None, progress: bool = True) -> Run:
+    """Encode the corpus with ``model_path`` and search it with ``queries`` (scoped when they have a doc_id)."""
+    retriever = Retriever.build(str(model_path), dataset.corpus, progress=progress)
+    if save_index is not None:
+        retriever.save(save_index)
+    hits = retriever.search([q.text for q in queries], depth, [q.doc_id for q in queries], progress=progress)
+    return hits_to_run([q.id for q in queries], hits)
+
+
+def bm25_run(dataset: Dataset, queries: Sequence[Query], depth: int) -> Run:
+    hits = BM25Index(dataset.corpus).search([q.text for q in queries], depth, [q.doc_id for q in queries])
+    return hits_to_run([q.id for q in queries], hits)
+
+
+def teacher_oracle_run(teacher: Teacher, dataset: Dataset, queries: Sequence[Query], first_stage: Run, depth: int, aggregate: str = "mean") -> Run:
+    """Re-rank the top-``depth`` of ``first_stage`` by the teacher's utility *with the gold answer*.
+
+    An upper bound, not a system a user can deploy: it reads the answer it is asked to find.
+    """
+    from uae.labeling import requests_for_query
+    from uae.data.tables import NLLRecord
+
+    teacher.fit(dataset.corpus.texts)
+    records: list[NLLRecord] = []
+    for query in queries:
+        top = sorted(first_stage.get(query.id, {}).items(), key=lambda item: -item[1])[:depth]
+        requests, keys = requests_for_query(query, [pid for pid, _ in top], dataset.corpus)
+        for (pid, answer_index), result in zip(keys, teacher.score(requests)):
+            records.append(NLLRecord(query.id, pid, answer_index, result.nll, result.answer_tokens, result.truncated))
+    utilities, _ = utilities_from_nlls(records, aggregate)
+    return utilities
+
+
+def stage_eval(config: RunConfig, dataset: Dataset, models: dict[str, Path], utilities, seconds_so_far: float = 0.0, progress: bool = True) -> dict[str, dict[str, float]]:
+    """Evaluate BM25, the base encoder, the teacher oracle and every trained model; write the report."""
+    from uae.evaluation import compare, evaluate, print_table, write_metrics_json
+    from uae.evaluation.report import plot_metric_bars, plot_training_loss, plot_utility_histogram, write_report
+    from uae.training import pool_utilities
+
+    out = config.out_dir
+    queries, skipped = dataset.usable_queries(config.eval.split)
+    report_skips(f"eval ({config.eval.split})", skipped)
+    qrels = {q.id: dataset.qrels[config.eval.split][q.id] for q in queries}
+    depth = config.eval.depth
+    console.print(f"[bold]eval[/]: {len(queries)} {config.eval.split} queries")
+    runs: dict[str, Run] = {"bm25": bm25_run(dataset, queries, depth)}
+    runs["base"] = dense_run(config.base_model, dataset, queries, depth, progress=progress)
+    for name, model_dir in models.items():
+        runs[name] = dense_run(str(model_dir), dataset, queries, depth, save_index=out / "index" if name == "uae" else None, progress=progress)
+    oracle_teacher = load_teacher(config.labeling.teacher)
+    runs["teacher_oracle"] = teacher_oracle_run(oracle_teacher, dataset, queries, runs["base"], 20, config.labeling.aggregate)
+
+    metrics = evaluate(qrels, runs)
+    comparison = compare(qrels, runs, baseline=config.eval.baseline, test=config.eval.significance)
+    write_metrics_json(out / "metrics.json", metrics)
+    plots = {
+        "Utility distribution (training pools)": plot_utility_histogram(pool_utilities(utilities), out / "utility_hist.png", f"u(d) = nll(a|q) - nll(a|q,d), teacher {oracle_teacher.name}"),
+        "Training loss": plot_training_loss({name: read_training_log(path) for name, path in models.items()}, out / "training_loss.png"),
+        "Metrics": plot_metric_bars(metrics, out / "metrics.png"),
+    }
+    intro = [
+        f"Data: `{config.data}`, {len(queries)} {config.eval.split} queries ({skipped.total} skipped: {skipped.to_dict()}).",
+        f"Base encoder: `{config.base_model}`. Teacher (labels and oracle): `{oracle_teacher.name}` — {oracle_teacher.describe().get('kind', 'language model')}.",
+        "Systems: `bm25` (bm25s), `base` (base encoder zero-shot), "
+        + ", ".join(f"`{n}` ({json.loads((p / 'uae_training.json').read_text())['loss']['name']})" for n, p in models.items())
+        + ", `teacher_oracle` (the teacher re-ranking the base top-20 *with the gold answer*: an upper bound, not deployable).",
+        f"Relative gains and paired {config.eval.significance} tests are against `{config.eval.baseline}`.",
+        f"Wall time of the whole run: {seconds_so_far:.0f} s.",
+    ]
+    write_report(out, "UAE evaluation", intro, metrics, comparison, plots,
+                 extra_sections={"Config": "```json\n" + config.model_dump_json(indent=2) + "\n```"})
+    print_table(metrics, comparison)
+    return metrics
+
+
+def run_pipeline(config: RunConfig, progress: bool = True) -> RunResult:
+    """Every stage on ``config.data``; returns the metrics and the wall time."""
+    started = time.perf_counter()
+    config.out_dir.mkdir(parents=True, exist_ok=True)
+    (config.out_dir / "config.json").write_text(config.model_dump_json(indent=2))
+    dataset = read_dataset(config.data)
+    train_queries, train_skipped = dataset.usable_queries(config.train_split)
+    report_skips(f"train split ({config.train_split})", train_skipped)
+    pools = stage_mine(config, dataset, train_queries, progress)
+    utilities = stage_label(config, dataset, train_queries, pools, progress=progress)
+    models = {"uae": stage_train(config, dataset, train_queries, pools, utilities, config.training.loss, "uae")}
+    if config.compare_infonce_gold:
+        models["infonce_gold"] = stage_train(config, dataset, train_queries, pools, utilities, "infonce_gold", "infonce_gold")
+    metrics = stage_eval(config, dataset, models, utilities, time.perf_counter() - started, progress)
+    seconds = time.perf_counter() - started
+    console.print(f"done in {seconds:.0f} s; report: {config.out_dir / 'report.md'}")
+    return RunResult(config.out_dir, metrics, seconds, {"train": train_skipped.to_dict()})

@@ -1,0 +1,58 @@
+"""The query-time object: one encoder call and one FAISS search, no LLM.
+
+    retriever = Retriever.load("runs/quickstart/index")
+    hits = retriever.search(["who founded Velmora?"], k=5)
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from uae.data.schema import Corpus
+from uae.encoders import encode, load_encoder, model_fingerprint, resolve_encoder
+from uae.index import DenseIndex
+from uae.retrieval_types import Hit
+
+
+class ModelIndexMismatch(ValueError):
+    """The index was built by another model than the one given; searching it would be meaningless."""
+
+
+class Retriever:
+    """A bi-encoder and the index its passage vectors live in."""
+
+    def __init__(self, model, index: DenseIndex, batch_size: int = 64):
+        self.model = model
+        self.index = index
+        self.batch_size = batch_size
+
+    @classmethod
+    def build(cls, model_path: str, corpus: Corpus, max_seq_length: int | None = None, progress: bool = True, kind: str = "exact") -> Retriever:
+        """Encode ``corpus`` with the model at ``model_path`` and index it in memory."""
+        model = load_encoder(model_path, max_seq_length=max_seq_length)
+        vectors = encode(model, corpus.texts, description="encoding passages", progress=progress)
+        index = DenseIndex.build(vectors, corpus, model=resolve_encoder(model_path), fingerprint=model_fingerprint(model_path), kind=kind)
+        return cls(model, index)
+
+    @classmethod
+    def load(cls, index_dir: str | os.PathLike, model_path: str | None = None) -> Retriever:
+        """Load an index folder and the model recorded in it (or ``model_path``), refusing a mismatch."""
+        index = DenseIndex.load(index_dir)
+        model_path = model_path or index.meta.model
+        fingerprint = model_fingerprint(model_path)
+        if fingerprint != index.meta.fingerprint:
+            raise ModelIndexMismatch(
+                f"{Path(index_dir)}: index was built by model {index.meta.model} (fingerprint {index.meta.fingerprint}), "
+                f"but {model_path} has fingerprint {fingerprint}; rebuild the index with `uae index`"
+            )
+        return cls(load_encoder(model_path), index)
+
+    def save(self, index_dir: str | os.PathLike) -> Path:
+        return self.index.save(index_dir)
+
+    def search(self, queries: Sequence[str], k: int = 10, scopes: Sequence[str | None] | None = None, progress: bool = False) -> list[list[Hit]]:
+        """Top-``k`` passages for each query text; ``scopes`` restricts a query to one document."""
+        vectors = encode(self.model, list(queries), self.batch_size, description="encoding queries", progress=progress)
+        return self.index.search(vectors, k, scopes)
