@@ -89,3 +89,35 @@ def tiny_lm_builder(tmp_path_factory: pytest.TempPathFactory):
         return builders[arch](tmp_path_factory.mktemp(f"tiny_{arch}_{context}"), context)
 
     return build
+
+
+def build_tiny_encoder(path: Path, seed: int = 0) -> Path:
+    """Save a 2-layer random BERT as a sentence-transformers folder (mean pooling, normalised)."""
+    import torch
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
+    from transformers import BertConfig, BertModel
+
+    tokenizer = _minilm_tokenizer()
+    config = BertConfig(
+        num_hidden_layers=TINY_SIZE["layers"],
+        num_attention_heads=TINY_SIZE["heads"],
+        hidden_size=TINY_SIZE["hidden"],
+        intermediate_size=2 * TINY_SIZE["hidden"],
+        vocab_size=len(tokenizer),
+        max_position_embeddings=128,
+    )
+    torch.manual_seed(seed)
+    backbone = path / "backbone"
+    BertModel(config).save_pretrained(backbone)
+    tokenizer.save_pretrained(backbone)
+    transformer = Transformer(str(backbone), max_seq_length=64)
+    model = SentenceTransformer(modules=[transformer, Pooling(transformer.get_embedding_dimension(), "mean"), Normalize()])
+    model.save(str(path / "encoder"))
+    return path / "encoder"
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A saved 2-layer, 32-wide random BERT sentence encoder with the MiniLM tokenizer."""
+    return build_tiny_encoder(tmp_path_factory.mktemp("tiny_encoder"))

@@ -170,6 +170,7 @@ def train_model(
         save_steps=max(10, config.steps // 4),
         save_total_limit=1,
         report_to="none",
+        dataloader_pin_memory=False,
         dataloader_drop_last=len(rows.queries) >= config.batch_size,
     )
     trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=rows.to_dataset(), loss=loss)

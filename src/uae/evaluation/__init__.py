@@ -1,0 +1,51 @@
+"""Evaluation: retrieval metrics with significance tests, answer recall, reports and plots."""
+
+from uae.evaluation.metrics import (
+    DEFAULT_METRICS,
+    Comparison,
+    MetricResult,
+    Run,
+    answer_recall_at_k,
+    compare,
+    evaluable_qrels,
+    evaluate,
+    normalize_answer,
+    per_query,
+    to_ranx_metric,
+)
+from uae.evaluation.report import (
+    format_table,
+    legend,
+    plot_metric_bars,
+    plot_training_loss,
+    plot_utility_histogram,
+    print_table,
+    read_metrics_json,
+    write_metrics_json,
+    write_report,
+    write_trec_run,
+)
+
+__all__ = [
+    "DEFAULT_METRICS",
+    "Comparison",
+    "MetricResult",
+    "Run",
+    "answer_recall_at_k",
+    "compare",
+    "evaluable_qrels",
+    "evaluate",
+    "format_table",
+    "legend",
+    "normalize_answer",
+    "per_query",
+    "plot_metric_bars",
+    "plot_training_loss",
+    "plot_utility_histogram",
+    "print_table",
+    "read_metrics_json",
+    "to_ranx_metric",
+    "write_metrics_json",
+    "write_report",
+    "write_trec_run",
+]

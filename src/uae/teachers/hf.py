@@ -167,7 +167,7 @@ class HFTeacher(Teacher):
         budget = self.max_length + 1 - len(self._bos) - len(answer_ids)
         truncated = False
         if len(prefix_ids) > budget:
-            prefix_ids, answer_ids = self._truncate_passage(index, request, budget)
+            prefix_ids = self._truncate_passage(index, request, budget)
             truncated = True
         ids = self._bos + prefix_ids + answer_ids
         return _Encoded(index, ids, len(ids) - len(answer_ids), truncated)
@@ -176,10 +176,10 @@ class HFTeacher(Teacher):
         prefix = self.templates.prefix(request.question, passage)
         return encode_prompt_answer(self.tokenizer, prefix, request.answer)
 
-    def _truncate_passage(self, index: int, request: NLLRequest, budget: int) -> tuple[list[int], list[int]]:
-        """Keep the longest head of the passage whose re-tokenised prompt fits ``budget`` tokens."""
-        prefix_ids, answer_ids = self._split(request, "" if request.passage is not None else None)
-        if request.passage is None or len(prefix_ids) > budget:
+    def _truncate_passage(self, index: int, request: NLLRequest, budget: int) -> list[int]:
+        """Prompt ids with the longest head of the passage whose re-tokenised prompt fits ``budget``."""
+        empty_ids, _ = self._split(request, None if request.passage is None else "")
+        if request.passage is None or len(empty_ids) > budget:
             raise ValueError(
                 f"request {index}: question {request.question!r} and its answer do not fit the "
                 f"context of {self.max_length} tokens even without a passage"
@@ -187,12 +187,12 @@ class HFTeacher(Teacher):
         heads = self._passage_heads(request.passage)
         keep = len(heads)
         while keep > 0:
-            prefix_ids, answer_ids = self._split(request, heads[keep - 1])
+            prefix_ids, _ = self._split(request, heads[keep - 1])
             overflow = len(prefix_ids) - budget
             if overflow <= 0:
-                return prefix_ids, answer_ids
+                return prefix_ids
             keep -= overflow
-        return self._split(request, "")
+        return empty_ids
 
     def _passage_heads(self, passage: str) -> list[str]:
         """``heads[k - 1]`` is the passage text covered by its first ``k`` tokens."""
@@ -301,4 +301,5 @@ class HFTeacher(Teacher):
             actual = self._head(self._hidden_states(input_ids, attention_mask)[0])
         except (TypeError, AttributeError):
             return False
-        return actual.shape == expected.shape and torch.allclose(actual, expected, rtol=1e-3, atol=1e-3)
+        tolerance = 1e-2 * expected.abs().max().item()  # loose for bf16; a rescaling is far larger
+        return actual.shape == expected.shape and torch.allclose(actual, expected, rtol=1e-2, atol=tolerance)
