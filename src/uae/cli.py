@@ -38,7 +38,7 @@ def _guarded(action):
 
     try:
         return action()
-    except (DataError, ManifestMismatch, ModelIndexMismatch, ValueError, FileNotFoundError) as err:
+    except (DataError, ManifestMismatch, ModelIndexMismatch, ValueError, FileNotFoundError, ConnectionError) as err:
         _fail(str(err))
 
 
@@ -117,24 +117,47 @@ def label(
     data: DataDir,
     pools: Annotated[Path, typer.Option(help="pools parquet from `uae mine`")] = Path("pools.parquet"),
     out: Annotated[Path, typer.Option(help="labels folder (resumable)")] = Path("labels"),
-    teacher: Annotated[str, typer.Option(help="dirichlet | dirichlet:mu=N | hf:<model-or-path>")] = "dirichlet",
+    teacher: Annotated[str, typer.Option(help="dirichlet | dirichlet:mu=N | hf:<model-or-path> | openai:<base_url> | vllm:<model>")] = "dirichlet",
     part_queries: Annotated[int, typer.Option(help="queries per part file (unit of resumption)")] = 64,
     batch_tokens: Annotated[int, typer.Option(help="hf: padded tokens per forward pass")] = 4096,
+    model: Annotated[Optional[str], typer.Option(help="openai: served model name (default: the only one the server lists)")] = None,
+    concurrency: Annotated[int, typer.Option(help="openai: requests in flight")] = 8,
+    ray: Annotated[bool, typer.Option("--ray/--no-ray", help="spread parts over Ray workers (one per GPU)")] = False,
+    ray_address: Annotated[Optional[str], typer.Option(help="--ray: cluster address (auto, ray://host:10001); default a local Ray")] = None,
+    workers: Annotated[Optional[int], typer.Option(help="--ray: number of workers (default one per GPU, else per CPU)")] = None,
+    gpus_per_worker: Annotated[Optional[float], typer.Option(help="--ray: GPUs per worker (default 1 if the cluster has GPUs, else 0)")] = None,
 ) -> None:
     """Score each pooled passage: the answer's NLL with and without it, per gold answer."""
-    from uae.data.beir import read_dataset
+    from uae.data.beir import DataError, read_dataset
     from uae.data.tables import read_pools
     from uae.labeling import label_pools
-    from uae.pipeline import report_skips
     from uae.teachers import load_teacher
 
     def action():
         dataset = read_dataset(data)
         pool_table = read_pools(pools)
-        queries = [dataset.queries[qid] for qid in pool_table if qid in dataset.queries]
-        options = {"batch_tokens": batch_tokens} if teacher.startswith("hf:") else {}
-        summary = label_pools(queries, pool_table, dataset.corpus, load_teacher(teacher, **options), out, part_queries)
-        report_skips("label", summary.skipped)
+        if unknown := [qid for qid in pool_table if qid not in dataset.queries]:
+            raise DataError(pools, None, f"{len(unknown)} pooled query id(s) are not in {data}/queries.jsonl, "
+                                         f"e.g. {unknown[:5]}; were the pools mined from another dataset?")
+        queries = [dataset.queries[qid] for qid in pool_table]
+        options: dict = {"batch_tokens": batch_tokens} if teacher.startswith("hf:") else {}
+        if teacher.startswith("openai:"):
+            options = {"concurrency": concurrency, **({"model": model} if model else {})}
+        try:
+            if ray:
+                from uae.labeling_ray import label_pools_ray
+
+                summary = label_pools_ray(queries, pool_table, dataset.corpus, teacher, out, part_queries,
+                                          teacher_options=options, workers=workers, gpus_per_worker=gpus_per_worker,
+                                          address=ray_address)
+            else:
+                summary = label_pools(queries, pool_table, dataset.corpus, load_teacher(teacher, **options), out, part_queries)
+        except ImportError as err:
+            _fail(str(err))
+        for line in summary.skipped.lines():
+            console.print(f"[yellow]label: {line}")
+        if summary.truncated:
+            console.print(f"[yellow]label: {summary.truncated} passage(s) cut to fit the teacher's context")
         console.print(json.dumps(summary.to_dict(), indent=2))
 
     _guarded(action)
@@ -199,15 +222,27 @@ def index(
     model: Annotated[str, typer.Argument(help="model folder (or 'minilm')")],
     data: DataDir,
     out: Annotated[Path, typer.Option(help="index folder")] = Path("index"),
+    kind: Annotated[str, typer.Option(help="exact | hnsw | ivfpq")] = "exact",
+    hnsw_m: Annotated[Optional[int], typer.Option(help="hnsw: neighbours per node (M)")] = None,
+    ef_construction: Annotated[Optional[int], typer.Option(help="hnsw: candidate list while building")] = None,
+    ef_search: Annotated[Optional[int], typer.Option(help="hnsw: candidate list while searching")] = None,
+    nlist: Annotated[Optional[int], typer.Option(help="ivfpq: coarse cells (default sqrt(n))")] = None,
+    pq_m: Annotated[Optional[int], typer.Option(help="ivfpq: sub-quantizers, divides the dimension")] = None,
+    nbits: Annotated[Optional[int], typer.Option(help="ivfpq: bits per code")] = None,
+    nprobe: Annotated[Optional[int], typer.Option(help="ivfpq: cells visited per query")] = None,
 ) -> None:
     """Encode the corpus with MODEL and write a FAISS index bound to it."""
     from uae.data.beir import read_dataset
+    from uae.index import IndexConfig
     from uae.retriever import Retriever
 
     def action():
+        options = {"hnsw_m": hnsw_m, "ef_construction": ef_construction, "ef_search": ef_search, "nlist": nlist,
+                   "pq_m": pq_m, "nbits": nbits, "nprobe": nprobe}
+        config = IndexConfig(kind=kind, **{name: value for name, value in options.items() if value is not None})
         dataset = read_dataset(data)
-        Retriever.build(model, dataset.corpus).save(out)
-        console.print(f"indexed {len(dataset.corpus)} passages into {out}")
+        Retriever.build(model, dataset.corpus, index_config=config).save(out)
+        console.print(f"indexed {len(dataset.corpus)} passages into {out} ({config.kind})")
 
     _guarded(action)
 
@@ -240,6 +275,41 @@ def search(
     _guarded(action)
 
 
+@app.command()
+def serve(
+    model: Annotated[str, typer.Argument(help="model folder (or 'minilm') the index was built with")],
+    index_dir: Annotated[Path, typer.Option("--index", help="index folder from `uae index`")],
+    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port to listen on")] = 8000,
+    batching: Annotated[bool, typer.Option("--batching/--no-batching", help="micro-batch concurrent queries")] = True,
+    max_batch: Annotated[int, typer.Option(help="most queries per encoder call")] = 64,
+    max_wait_ms: Annotated[float, typer.Option(help="longest wait for more queries, in ms")] = 5.0,
+    persist: Annotated[bool, typer.Option("--persist/--no-persist", help="save the index folder after every add or remove")] = False,
+    ef_search: Annotated[Optional[int], typer.Option(help="hnsw: override the stored efSearch")] = None,
+    nprobe: Annotated[Optional[int], typer.Option(help="ivfpq: override the stored nprobe")] = None,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level (warning hides the access log)")] = "info",
+) -> None:
+    """Serve search, embedding and live index edits over HTTP (OpenAPI at /docs)."""
+    import uvicorn
+
+    from uae.retriever import Retriever
+    from uae.server import ServerSettings, create_app
+
+    def action():
+        retriever = Retriever.load(index_dir, model_path=model)
+        tuning = {name: value for name, value in {"ef_search": ef_search, "nprobe": nprobe}.items() if value is not None}
+        if tuning:
+            retriever.index.tune(**tuning)
+        settings = ServerSettings(batching=batching, max_batch=max_batch, max_wait_ms=max_wait_ms,
+                                  persist_dir=index_dir if persist else None)
+        return create_app(retriever, settings)
+
+    api = _guarded(action)
+    console.print(f"serving {index_dir} ({len(api.state.retriever.index)} passages) on http://{host}:{port} "
+                  f"(batching {'on' if batching else 'off'})")
+    uvicorn.run(api, host=host, port=port, log_level=log_level)
+
+
 @app.command(name="eval")
 def evaluate_command(
     data: DataDir,
@@ -249,11 +319,15 @@ def evaluate_command(
     base_model: Annotated[str, typer.Option(help="base encoder")] = "minilm",
     depth: Annotated[int, typer.Option(help="ranking depth")] = 100,
     teacher: Annotated[str, typer.Option(help="teacher of the oracle row")] = "dirichlet",
+    rerank: Annotated[list[str], typer.Option(help="re-ranker METHOD:BACKEND over the base top-K, repeatable: "
+                                              "upr:hf:<model>, judge:hf:<model>, rankgpt:hf:<model>, oracle:dirichlet")] = [],
+    rerank_depth: Annotated[int, typer.Option(help="K: base-encoder passages each re-ranker re-scores")] = 20,
 ) -> None:
-    """Compare BM25, the base encoder, the teacher oracle and trained models on a split."""
+    """Compare BM25, the base encoder, the teacher oracle, trained models and LLM re-rankers on a split."""
     from uae.config import EvalConfig, LabelingConfig, RunConfig
     from uae.data.beir import read_dataset
     from uae.pipeline import stage_eval
+    from uae.rerankers import load_reranker
 
     def action():
         models = {}
@@ -264,8 +338,74 @@ def evaluate_command(
             models[name] = Path(path)
         config = RunConfig(data=str(data), out=str(out), base_model=base_model,
                            labeling=LabelingConfig(teacher=teacher), eval=EvalConfig(split=split, depth=depth))
+        if rerank and not 1 <= rerank_depth <= depth:
+            _fail(f"--rerank-depth must be between 1 and --depth ({depth}), got {rerank_depth}")
+        rerankers = {}
+        for spec in rerank:
+            name = spec.partition(":")[0]
+            name = name if name not in rerankers and name not in models else f"{name}_{len(rerankers) + 1}"
+            rerankers[name] = load_reranker(spec)
         out.mkdir(parents=True, exist_ok=True)
-        stage_eval(config, read_dataset(data), models, utilities={})
+        stage_eval(config, read_dataset(data), models, utilities={}, rerankers=rerankers, rerank_depth=rerank_depth)
+
+    _guarded(action)
+
+
+data_app = typer.Typer(help="Real datasets: list them, download their official files, prepare BEIR folders.",
+                       no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+
+@data_app.command("list")
+def data_list() -> None:
+    """The datasets `uae data` knows: description, licence, official files and checksums."""
+    from rich.table import Table
+
+    from uae.data.loaders import DATASETS
+
+    table = Table("name", "description", "licence", "official files (sha256)")
+    table.columns[0].no_wrap = True
+    table.columns[3].overflow = "fold"
+    for info in DATASETS.values():
+        files = "\n".join(f"{f.url} ({f.sha256[:12] + '…' if f.sha256 else 'no checksum'})" for f in info.files)
+        table.add_row(info.name, info.description, info.license, files or info.manual or "")
+    console.print(table)
+
+
+@data_app.command("download")
+def data_download(
+    name: Annotated[str, typer.Argument(help="dataset name (see `uae data list`) or beir/<name>")],
+    out: Annotated[Optional[Path], typer.Option(help="folder for the raw files (default $UAE_DATA_HOME/NAME)")] = None,
+    from_path: Annotated[Optional[Path], typer.Option("--from", help="copy and verify a local copy instead")] = None,
+) -> None:
+    """Download a dataset's official files, verifying their sha256 where it is known."""
+    from uae.data.loaders import download
+
+    for item in _guarded(lambda: download(name, out, from_path)):
+        console.print(f"{item.path}  [dim]{item.check}[/]")
+
+
+@data_app.command("prepare")
+def data_prepare(
+    name: Annotated[str, typer.Argument(help="dataset name (see `uae data list`)")],
+    out: Annotated[Path, typer.Option(help="BEIR folder to write")],
+    from_paths: Annotated[Optional[list[Path]], typer.Option("--from", help="raw files or their folder (repeatable; default: the download folder)")] = None,
+    option: Annotated[list[str], typer.Option("--option", "-o", help="loader option KEY=VALUE, e.g. scoped=false, chunk_tokens=200")] = [],
+    answers: Annotated[Optional[Path], typer.Option(help="beir: JSON lines of {\"_id\", \"answers\"}")] = None,
+    resplit: Annotated[Optional[bool], typer.Option("--resplit/--keep-splits", help="split by document (default: only if the source lacks train or test)")] = None,
+    seed: Annotated[int, typer.Option(help="seed of the split by document")] = 13,
+) -> None:
+    """Load a dataset's raw files and write the BEIR folder with answers that every stage reads."""
+    from uae.data.loaders.prepare import parse_options, prepare
+
+    def action():
+        options = parse_options(option) | ({"answers": answers} if answers else {})
+        source = None if not from_paths else from_paths[0] if len(from_paths) == 1 else from_paths
+        manifest = prepare(name, source, out, resplit=resplit, seed=seed, **options)
+        for line in manifest["skip_lines"]:
+            console.print(f"[yellow]{name}: {line}")
+        console.print(json.dumps(manifest["stats"], indent=2))
+        console.print(f"wrote {out}")
 
     _guarded(action)
 

@@ -1,34 +1,85 @@
-"""A FAISS index of passage embeddings, bound to the model that built it.
+"""A FAISS index of passage embeddings, bound to the model that built it, and editable while live.
+
+Kinds (``IndexConfig.kind``), all inner product over unit vectors (= cosine):
+
+- ``exact``: ``IndexIDMap2(IndexFlatIP)``, brute force. Removal is physical.
+- ``hnsw``: ``IndexHNSWFlat`` (``hnsw_m``, ``ef_construction``, ``ef_search``). A graph cannot
+  forget a node, so removal leaves a *tombstone*: the vector stays in FAISS and a bitmap of live
+  rows filters it out at search time. ``tombstones`` counts them; rebuilding the index
+  (``uae index``) reclaims their space.
+- ``ivfpq``: ``IndexIVFPQ`` (``nlist``, ``pq_m``, ``nbits``, ``nprobe``), trained on a sample of the
+  vectors. Removal is physical.
+
+Every passage gets a *row*, an int64 FAISS id given when it enters the index and never reused
+while the index lives. Scoped search (a query restricted to one ``doc_id``) works for every kind:
+a scope of at most ``exact_scope_max`` passages is scored exactly over its stored vectors (graph
+and cell searches filtered to a few ids miss most of them); a larger scope goes through the
+kind's own search with an ID selector in ``SearchParameters`` / ``SearchParametersHNSW`` /
+``SearchParametersIVF``.
 
 On disk an index folder holds::
 
-    index.faiss       the FAISS index (inner product over unit vectors = cosine)
-    passages.parquet  row -> passage id, doc_id (scope) and text
-    meta.json         model path, model fingerprint, dimension, kind, size
+    meta.json                    model, fingerprint, dimension, kind, params, size, version, file names
+    index-<version>.faiss        the FAISS index
+    passages-<version>.parquet   row, passage_id, doc_id, text
 
-Scoped search (a query restricted to one document's passages) uses FAISS's ID
-selectors, so one index serves every document: no index per document.
+``meta.json`` is the commit point: a save writes the new version's files, fsyncs them, then
+replaces ``meta.json`` atomically, and only then deletes older versions. A crash at any moment
+leaves a ``meta.json`` that names complete files. Folders from before versioning
+(``index.faiss``, ``passages.parquet``, no rows) still load.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
+import threading
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Literal
 
 import faiss
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
+from pydantic import BaseModel, ConfigDict, Field
 
 from uae.data.beir import DataError
 from uae.data.schema import Corpus, Passage
 from uae.data.tables import read_table, write_table
 from uae.retrieval_types import Hit
 
-PASSAGE_SCHEMA = pa.schema([("passage_id", pa.string()), ("doc_id", pa.string()), ("text", pa.string())])
-INDEX_KINDS = ("exact",)
+PASSAGE_SCHEMA = pa.schema(
+    [("row", pa.int64()), ("passage_id", pa.string()), ("doc_id", pa.string()), ("text", pa.string())]
+)
+INDEX_KINDS = ("exact", "hnsw", "ivfpq")
+META_FILE = "meta.json"
+_OWNED_FILE = re.compile(r"^(index(-\d+)?\.faiss|passages(-\d+)?\.parquet|meta\.json)(\.tmp)?$")
+
+
+class IndexConfig(BaseModel):
+    """Which FAISS structure holds the vectors, and its build and search parameters."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["exact", "hnsw", "ivfpq"] = "exact"
+    hnsw_m: int = Field(32, ge=2, le=512, description="hnsw: neighbours per node (M)")
+    ef_construction: int = Field(80, ge=1, description="hnsw: candidate list size while building")
+    ef_search: int = Field(128, ge=1, description="hnsw: candidate list size while searching (at least k)")
+    nlist: int | None = Field(None, ge=1, description="ivfpq: coarse cells; default sqrt(n), at most n/39")
+    pq_m: int | None = Field(None, ge=1, description="ivfpq: sub-quantizers, must divide the dimension; default dimension/8")
+    nbits: int = Field(8, ge=1, le=16, description="ivfpq: bits per sub-quantizer code")
+    nprobe: int = Field(16, ge=1, description="ivfpq: cells visited per query")
+    train_size: int | None = Field(None, ge=1, description="ivfpq: training sample; default 64 x max(nlist, 2^nbits)")
+    exact_scope_max: int = Field(4096, ge=0, description="scopes with at most this many passages are scored exactly")
+    seed: int = Field(0, description="ivfpq: seed of the training sample")
+
+
+SEARCH_PARAMS = ("ef_search", "nprobe", "exact_scope_max")
+"""The fields of :class:`IndexConfig` that :meth:`DenseIndex.tune` may change after building."""
 
 
 @dataclass(frozen=True)
@@ -40,92 +91,406 @@ class IndexMeta:
     dimension: int
     kind: str
     size: int
+    params: dict = field(default_factory=dict)
+    version: int = 0
+    index_file: str = "index.faiss"
+    passages_file: str = "passages.parquet"
+
+
+class DuplicatePassageError(ValueError):
+    """Passages to add whose ids are already in the index (or repeated in the request)."""
+
+    def __init__(self, ids: Sequence[str]):
+        super().__init__(f"passage ids already in the index or repeated: {_preview(ids)}")
+        self.ids = list(ids)
+
+
+class UnknownPassageError(ValueError):
+    """Passage ids to remove that the index does not hold."""
+
+    def __init__(self, ids: Sequence[str]):
+        super().__init__(f"passage ids not in the index: {_preview(ids)}")
+        self.ids = list(ids)
 
 
 class DenseIndex:
-    """Unit-normalised passage vectors in FAISS plus the passages they stand for."""
+    """Unit-normalised passage vectors in FAISS plus the passages they stand for.
 
-    def __init__(self, faiss_index: faiss.Index, passages: Corpus, meta: IndexMeta):
+    Search, add, remove and save take an internal lock, so one index can serve threads.
+    """
+
+    def __init__(self, faiss_index: faiss.Index, rows: Sequence[int], passages: Sequence[Passage], meta: IndexMeta):
         self.faiss_index = faiss_index
-        self.passages = passages
         self.meta = meta
+        self.config = IndexConfig(kind=meta.kind, **meta.params)
+        self._lock = threading.RLock()
+        self._slots: list[Passage | None] = [None] * _slot_count(faiss_index, meta.kind, rows)
+        self._row_of: dict[str, int] = {}
+        for row, passage in zip(rows, passages):
+            self._slots[row] = passage
+            self._row_of[passage.id] = row
+        self._scope_rows: dict[str, list[int]] | None = None
+        self._live_selector: tuple[faiss.IDSelector, np.ndarray] | None = None
+        self._corpus: Corpus | None = None
+
+    # -- building and editing -------------------------------------------------------------
 
     @classmethod
-    def build(cls, vectors: np.ndarray, passages: Corpus, model: str, fingerprint: str, kind: str = "exact") -> DenseIndex:
-        """Index ``vectors`` (one row per passage of ``passages``, in corpus order)."""
-        if kind not in INDEX_KINDS:
-            raise ValueError(f"unknown index kind {kind!r}; expected one of {INDEX_KINDS}")
+    def build(
+        cls,
+        vectors: np.ndarray,
+        passages: Corpus | Sequence[Passage],
+        model: str,
+        fingerprint: str,
+        kind: str = "exact",
+        config: IndexConfig | None = None,
+    ) -> DenseIndex:
+        """Index ``vectors`` (one row per passage of ``passages``, in order).
+
+        Args:
+            vectors: ``(n, dimension)`` unit-normalised embeddings.
+            passages: the passages the vectors stand for.
+            model: the model path recorded in ``meta.json``.
+            fingerprint: the model's weight fingerprint, checked when the index is loaded.
+            kind: ``exact``, ``hnsw`` or ``ivfpq`` (ignored when ``config`` is given).
+            config: every build and search parameter; defaults to ``IndexConfig(kind=kind)``.
+
+        Returns:
+            The index, in memory; call :meth:`save` to write it.
+        """
+        if config is None:
+            if kind not in INDEX_KINDS:
+                raise ValueError(f"unknown index kind {kind!r}; expected one of {INDEX_KINDS}")
+            config = IndexConfig(kind=kind)
+        passages = list(passages)
+        vectors = _as_matrix(vectors, None, "passage vectors")
         if len(vectors) != len(passages):
             raise ValueError(f"{len(vectors)} vectors for {len(passages)} passages")
-        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-        index = faiss.IndexFlatIP(vectors.shape[1])
-        index.add(vectors)
-        meta = IndexMeta(model=model, fingerprint=fingerprint, dimension=vectors.shape[1], kind=kind, size=len(passages))
-        return cls(index, passages, meta)
+        faiss_index, config = _new_faiss_index(config, vectors)
+        meta = IndexMeta(model=model, fingerprint=fingerprint, dimension=vectors.shape[1], kind=config.kind, size=0,
+                         params=config.model_dump(exclude={"kind"}))
+        index = cls(faiss_index, [], [], meta)
+        index.add(passages, vectors)
+        return index
+
+    def add(self, passages: Sequence[Passage], vectors: np.ndarray) -> None:
+        """Add passages and their vectors; all or nothing.
+
+        Args:
+            passages: new passages; their ids must not be in the index yet.
+            vectors: ``(len(passages), dimension)`` unit-normalised embeddings.
+
+        Raises:
+            DuplicatePassageError: an id is already indexed or repeated in ``passages``.
+            ValueError: the vectors do not match the passages or the dimension.
+        """
+        passages = list(passages)
+        vectors = _as_matrix(vectors, self.meta.dimension, "passage vectors")
+        if len(vectors) != len(passages):
+            raise ValueError(f"{len(vectors)} vectors for {len(passages)} passages")
+        with self._lock:
+            clashes = _repeated([p.id for p in passages], self._row_of)
+            if clashes:
+                raise DuplicatePassageError(clashes)
+            start = len(self._slots)
+            rows = np.arange(start, start + len(passages), dtype=np.int64)
+            if self.meta.kind == "hnsw":
+                self.faiss_index.add(vectors)
+            else:
+                self.faiss_index.add_with_ids(vectors, rows)
+            self._slots.extend(passages)
+            for row, passage in zip(rows.tolist(), passages):
+                self._row_of[passage.id] = row
+                self._scope_add(passage, row)
+            self._changed()
+
+    def remove(self, passage_ids: Sequence[str]) -> int:
+        """Remove passages by id; all or nothing. HNSW keeps tombstones (see the module notes).
+
+        Args:
+            passage_ids: ids to remove; a repeated id counts once.
+
+        Returns:
+            The number of passages removed.
+
+        Raises:
+            UnknownPassageError: an id is not in the index (nothing is removed).
+        """
+        ids = list(dict.fromkeys(passage_ids))
+        with self._lock:
+            unknown = [pid for pid in ids if pid not in self._row_of]
+            if unknown:
+                raise UnknownPassageError(unknown)
+            rows = np.asarray([self._row_of[pid] for pid in ids], dtype=np.int64)
+            if self.meta.kind != "hnsw" and len(rows):
+                removed = self.faiss_index.remove_ids(faiss.IDSelectorArray(rows))
+                if removed != len(rows):
+                    raise RuntimeError(f"FAISS removed {removed} of {len(rows)} vectors; the index is inconsistent")
+            for pid, row in zip(ids, rows.tolist()):
+                self._scope_remove(self._slots[row], row)
+                self._slots[row] = None
+                del self._row_of[pid]
+            self._changed()
+        return len(ids)
+
+    def tune(self, **search_params: int) -> None:
+        """Change search-time parameters (``ef_search``, ``nprobe``, ``exact_scope_max``) without rebuilding."""
+        unknown = sorted(set(search_params) - set(SEARCH_PARAMS))
+        if unknown:
+            raise ValueError(f"only {SEARCH_PARAMS} can change after building, not {unknown}")
+        with self._lock:
+            self.config = IndexConfig(**{**self.config.model_dump(), **search_params})
+            self.meta = replace(self.meta, params=self.config.model_dump(exclude={"kind"}))
+
+    # -- reading --------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self._row_of)
+
+    def __contains__(self, passage_id: object) -> bool:
+        return passage_id in self._row_of
+
+    def get(self, passage_id: str) -> Passage:
+        """The passage with ``passage_id``; ``KeyError`` when it is not indexed."""
+        return self._slots[self._row_of[passage_id]]
+
+    @property
+    def passages(self) -> Corpus:
+        """The live passages, in the order they entered the index."""
+        with self._lock:
+            if self._corpus is None:
+                self._corpus = Corpus(p for p in self._slots if p is not None)
+            return self._corpus
+
+    @property
+    def tombstones(self) -> int:
+        """Removed passages whose vectors FAISS still holds (HNSW only)."""
+        return self.faiss_index.ntotal - len(self)
+
+    def has_scope(self, doc_id: str) -> bool:
+        """Whether any indexed passage carries ``doc_id``.
+
+        Takes the lock only the first time (to build the scope table), so an event loop may call it.
+        """
+        scopes = self._scope_rows
+        if scopes is None:
+            with self._lock:
+                scopes = self._scopes()
+        return bool(scopes.get(doc_id))
 
     def search(self, query_vectors: np.ndarray, k: int, scopes: Sequence[str | None] | None = None) -> list[list[Hit]]:
-        """Top-``k`` passages for each query vector; a query with a scope sees only its document."""
-        query_vectors = np.ascontiguousarray(query_vectors, dtype=np.float32)
+        """Top-``k`` passages for each query vector; a query with a scope sees only its document.
+
+        Args:
+            query_vectors: ``(q, dimension)`` unit-normalised query embeddings.
+            k: passages per query (fewer when the corpus or the scope is smaller).
+            scopes: one ``doc_id`` or ``None`` per query; an unknown scope returns no hits.
+
+        Returns:
+            One list of hits per query, best first.
+        """
+        if k < 1:
+            raise ValueError(f"k must be at least 1, got {k}")
+        query_vectors = _as_matrix(query_vectors, self.meta.dimension, "query vectors")
         scopes = list(scopes) if scopes is not None else [None] * len(query_vectors)
+        if len(scopes) != len(query_vectors):
+            raise ValueError(f"{len(scopes)} scopes for {len(query_vectors)} queries")
         results: list[list[Hit]] = [[] for _ in range(len(query_vectors))]
-        for scope, members in _group_by_scope(scopes).items():
-            scores, rows = self._search_scope(query_vectors[members], k, scope)
-            for member, member_scores, member_rows in zip(members, scores, rows):
-                results[member] = [
-                    Hit(self.passages.passages[row].id, float(score))
-                    for score, row in zip(member_scores, member_rows)
-                    if row >= 0
-                ]
+        with self._lock:
+            for scope, members in _group_by_scope(scopes).items():
+                scores, rows = self._search_scope(query_vectors[members], k, scope)
+                for member, member_scores, member_rows in zip(members, scores, rows):
+                    results[member] = [
+                        Hit(self._slots[row].id, float(score))
+                        for score, row in zip(member_scores.tolist(), member_rows.tolist())
+                        if row >= 0
+                    ]
         return results
 
     def _search_scope(self, vectors: np.ndarray, k: int, scope: str | None) -> tuple[np.ndarray, np.ndarray]:
-        rows = self.passages.rows_in_scope(scope)
-        if rows is None:
-            return self.faiss_index.search(vectors, min(k, self.faiss_index.ntotal))
-        if not rows:
-            return np.empty((len(vectors), 0)), np.empty((len(vectors), 0), dtype=np.int64)
-        selector = faiss.IDSelectorBatch(np.asarray(rows, dtype=np.int64))
-        params = faiss.SearchParameters(sel=selector)
-        return self.faiss_index.search(vectors, min(k, len(rows)), params=params)
+        if scope is None:
+            if not len(self):
+                return _no_hits(len(vectors))
+            return self._faiss_search(vectors, min(k, len(self)), self._live_rows_selector())
+        rows = np.asarray(self._scopes().get(scope, []), dtype=np.int64)
+        if not len(rows):
+            return _no_hits(len(vectors))
+        if len(rows) <= self.config.exact_scope_max:
+            return _exact_top_k(vectors, self.faiss_index.reconstruct_batch(rows), rows, k)
+        return self._faiss_search(vectors, min(k, len(rows)), faiss.IDSelectorBatch(rows))
+
+    def _faiss_search(self, vectors: np.ndarray, k: int, selector: faiss.IDSelector | None) -> tuple[np.ndarray, np.ndarray]:
+        if self.meta.kind == "hnsw":
+            params = faiss.SearchParametersHNSW(efSearch=max(self.config.ef_search, k))
+        elif self.meta.kind == "ivfpq":
+            params = faiss.SearchParametersIVF(nprobe=self.config.nprobe)
+        else:
+            params = faiss.SearchParameters()
+        if selector is not None:
+            params.sel = selector
+        return self.faiss_index.search(vectors, k, params=params)
+
+    def _live_rows_selector(self) -> faiss.IDSelector | None:
+        """A bitmap of live rows when tombstones exist (HNSW), else no filter."""
+        if not self.tombstones:
+            return None
+        if self._live_selector is None:
+            live = np.fromiter((p is not None for p in self._slots), dtype=bool, count=len(self._slots))
+            bitmap = np.packbits(live, bitorder="little")
+            self._live_selector = (faiss.IDSelectorBitmap(len(live), faiss.swig_ptr(bitmap)), bitmap)
+        return self._live_selector[0]
+
+    def _scopes(self) -> dict[str, list[int]]:
+        if self._scope_rows is None:
+            self._scope_rows = {}
+            for row, passage in enumerate(self._slots):
+                if passage is not None:
+                    self._scope_add(passage, row)
+        return self._scope_rows
+
+    def _scope_add(self, passage: Passage, row: int) -> None:
+        if self._scope_rows is not None and passage.doc_id is not None:
+            self._scope_rows.setdefault(passage.doc_id, []).append(row)
+
+    def _scope_remove(self, passage: Passage, row: int) -> None:
+        if self._scope_rows is not None and passage.doc_id is not None:
+            members = self._scope_rows[passage.doc_id]
+            members.remove(row)
+            if not members:
+                del self._scope_rows[passage.doc_id]
+
+    def _changed(self) -> None:
+        self._live_selector = None
+        self._corpus = None
+        self.meta = replace(self.meta, size=len(self))
+
+    # -- persistence ----------------------------------------------------------------------
 
     def save(self, folder: str | os.PathLike) -> Path:
-        """Write the index folder; each file goes through a temporary name."""
+        """Write the index folder crash-safely: new version files first, then ``meta.json``.
+
+        Args:
+            folder: the index folder; created if missing, an older version in it is replaced.
+
+        Returns:
+            The folder.
+        """
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / "index.faiss.tmp"
-        faiss.write_index(self.faiss_index, str(tmp))
-        os.replace(tmp, folder / "index.faiss")
-        table = pa.table(
-            {
-                "passage_id": [p.id for p in self.passages],
-                "doc_id": [p.doc_id for p in self.passages],
-                "text": [p.full_text for p in self.passages],
-            },
-            schema=PASSAGE_SCHEMA,
-        )
-        write_table(table, folder / "passages.parquet")
-        (folder / "meta.json.tmp").write_text(json.dumps(asdict(self.meta), indent=2))
-        os.replace(folder / "meta.json.tmp", folder / "meta.json")
+        with self._lock:
+            version = max(self.meta.version, _stored_version(folder)) + 1
+            meta = replace(self.meta, size=len(self), version=version,
+                           index_file=f"index-{version:06d}.faiss", passages_file=f"passages-{version:06d}.parquet")
+            _write_faiss(self.faiss_index, folder / meta.index_file)
+            _write_passages(self._live_rows(), folder / meta.passages_file)
+            _write_json(folder / META_FILE, asdict(meta))
+            self.meta = meta
+        _remove_stale(folder, keep={META_FILE, meta.index_file, meta.passages_file})
         return folder
+
+    def _live_rows(self) -> list[tuple[int, Passage]]:
+        return [(row, p) for row, p in enumerate(self._slots) if p is not None]
 
     @classmethod
     def load(cls, folder: str | os.PathLike) -> DenseIndex:
+        """Read an index folder written by :meth:`save` (or by versions before it)."""
         folder = Path(folder)
-        meta_path = folder / "meta.json"
-        if not meta_path.is_file():
-            raise DataError(folder, None, "expected an index folder (meta.json, index.faiss, passages.parquet)")
-        meta = IndexMeta(**json.loads(meta_path.read_text()))
-        table = read_table(folder / "passages.parquet", PASSAGE_SCHEMA)
-        passages = Corpus(
-            Passage(id=pid, text=text, doc_id=doc)
-            for pid, doc, text in zip(
-                table["passage_id"].to_pylist(), table["doc_id"].to_pylist(), table["text"].to_pylist()
-            )
+        meta = _read_meta(folder)
+        rows, passages = _read_passages(folder / meta.passages_file)
+        index_path = folder / meta.index_file
+        if not index_path.is_file():
+            raise DataError(index_path, None, "file not found (named in meta.json)")
+        faiss_index = _upgrade_legacy(faiss.read_index(str(index_path)), meta.kind)
+        _check_consistent(folder, meta, faiss_index, rows)
+        return cls(faiss_index, rows, passages, meta)
+
+
+# -- FAISS structures ---------------------------------------------------------------------
+
+
+def _new_faiss_index(config: IndexConfig, vectors: np.ndarray) -> tuple[faiss.Index, IndexConfig]:
+    """An empty FAISS index of ``config.kind`` (trained on ``vectors`` for ivfpq), and the resolved config."""
+    dimension = vectors.shape[1]
+    if config.kind == "exact":
+        return faiss.index_factory(dimension, "IDMap2,Flat", faiss.METRIC_INNER_PRODUCT), config
+    if config.kind == "hnsw":
+        index = faiss.IndexHNSWFlat(dimension, config.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = config.ef_construction
+        return index, config
+    return _trained_ivfpq(config, vectors)
+
+
+def _trained_ivfpq(config: IndexConfig, vectors: np.ndarray) -> tuple[faiss.Index, IndexConfig]:
+    count, dimension = vectors.shape
+    nlist = config.nlist or max(1, min(round(math.sqrt(count)), count // 39))
+    pq_m = config.pq_m or max(m for m in range(1, max(1, dimension // 8) + 1) if dimension % m == 0)
+    if dimension % pq_m:
+        raise ValueError(f"ivfpq: pq_m={pq_m} must divide the dimension {dimension}")
+    needed = max(nlist, 2**config.nbits)
+    if count < needed:
+        raise ValueError(
+            f"ivfpq needs at least {needed} vectors to train (nlist={nlist}, 2^nbits={2**config.nbits}), got {count}; "
+            "use kind 'exact' or 'hnsw', or lower nlist/nbits"
         )
-        faiss_index = faiss.read_index(str(folder / "index.faiss"))
-        if faiss_index.ntotal != len(passages) or meta.size != len(passages):
-            raise DataError(folder, None, f"index holds {faiss_index.ntotal} vectors for {len(passages)} passages")
-        return cls(faiss_index, passages, meta)
+    index = faiss.index_factory(dimension, f"IVF{nlist},PQ{pq_m}x{config.nbits}", faiss.METRIC_INNER_PRODUCT)
+    sample_size = min(count, config.train_size or 64 * needed)
+    sample = np.random.default_rng(config.seed).choice(count, sample_size, replace=False) if sample_size < count else None
+    index.train(vectors if sample is None else vectors[np.sort(sample)])
+    faiss.extract_index_ivf(index).set_direct_map_type(faiss.DirectMap.Hashtable)
+    return index, config.model_copy(update={"nlist": nlist, "pq_m": pq_m})
+
+
+def _upgrade_legacy(faiss_index: faiss.Index, kind: str) -> faiss.Index:
+    """Wrap a plain ``IndexFlatIP`` (written before rows existed) into ``IndexIDMap2`` with rows 0..n-1."""
+    if kind != "exact" or isinstance(faiss_index, faiss.IndexIDMap2):
+        return faiss_index
+    wrapped = faiss.index_factory(faiss_index.d, "IDMap2,Flat", faiss.METRIC_INNER_PRODUCT)
+    wrapped.add_with_ids(faiss_index.reconstruct_n(0, faiss_index.ntotal), np.arange(faiss_index.ntotal, dtype=np.int64))
+    return wrapped
+
+
+def _slot_count(faiss_index: faiss.Index, kind: str, rows: Sequence[int]) -> int:
+    """Rows ever handed out: HNSW numbers its vectors itself; the others carry our row ids."""
+    if kind == "hnsw":
+        return faiss_index.ntotal
+    return int(max(rows)) + 1 if len(rows) else 0
+
+
+def _exact_top_k(queries: np.ndarray, stored: np.ndarray, rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Exact inner-product top-``k`` of ``queries`` over ``stored`` (ties: lower row first)."""
+    scores = queries @ stored.T
+    order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(scores, order, axis=1), rows[order]
+
+
+def _no_hits(count: int) -> tuple[np.ndarray, np.ndarray]:
+    return np.empty((count, 0), dtype=np.float32), np.empty((count, 0), dtype=np.int64)
+
+
+def _as_matrix(vectors: np.ndarray, dimension: int | None, what: str) -> np.ndarray:
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    if vectors.ndim != 2:
+        raise ValueError(f"{what}: expected a 2-D array (count, dimension), got shape {vectors.shape}")
+    if dimension is not None and vectors.shape[1] != dimension:
+        raise ValueError(f"{what}: expected dimension {dimension}, got {vectors.shape[1]}")
+    if not np.isfinite(vectors).all():
+        raise ValueError(f"{what}: contain NaN or infinite values")
+    return vectors
+
+
+def _repeated(ids: list[str], existing: dict[str, int]) -> list[str]:
+    seen: set[str] = set()
+    clashes = []
+    for pid in ids:
+        if pid in existing or pid in seen:
+            clashes.append(pid)
+        seen.add(pid)
+    return clashes
+
+
+def _preview(ids: Sequence[str], shown: int = 5) -> str:
+    listed = ", ".join(repr(i) for i in list(ids)[:shown])
+    return f"{listed} (and {len(ids) - shown} more)" if len(ids) > shown else listed
 
 
 def _group_by_scope(scopes: Sequence[str | None]) -> dict[str | None, list[int]]:
@@ -133,3 +498,90 @@ def _group_by_scope(scopes: Sequence[str | None]) -> dict[str | None, list[int]]
     for position, scope in enumerate(scopes):
         groups.setdefault(scope, []).append(position)
     return groups
+
+
+# -- files --------------------------------------------------------------------------------
+
+
+def _fsync_path(path: Path) -> None:
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def _write_faiss(faiss_index: faiss.Index, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    faiss.write_index(faiss_index, str(tmp))
+    _fsync_path(tmp)
+    os.replace(tmp, path)
+
+
+def _write_passages(rows: list[tuple[int, Passage]], path: Path) -> None:
+    table = pa.table(
+        {
+            "row": [row for row, _ in rows],
+            "passage_id": [p.id for _, p in rows],
+            "doc_id": [p.doc_id for _, p in rows],
+            "text": [p.full_text for _, p in rows],
+        },
+        schema=PASSAGE_SCHEMA,
+    )
+    write_table(table, path)
+    _fsync_path(path)
+
+
+def _write_json(path: Path, payload: dict) -> None:
+    """Replace ``path`` atomically: a reader sees the old file or the new one, never half of one."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as handle:
+        json.dump(payload, handle, indent=2)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+    _fsync_path(path.parent)
+
+
+def _stored_version(folder: Path) -> int:
+    try:
+        return int(json.loads((folder / META_FILE).read_text()).get("version", 0))
+    except (OSError, ValueError, AttributeError):
+        return 0
+
+
+def _remove_stale(folder: Path, keep: set[str]) -> None:
+    """Delete older versions' files (only names this module writes)."""
+    for path in folder.iterdir():
+        if path.name not in keep and _OWNED_FILE.match(path.name) and path.is_file():
+            path.unlink(missing_ok=True)
+
+
+def _read_meta(folder: Path) -> IndexMeta:
+    meta_path = folder / META_FILE
+    if not meta_path.is_file():
+        raise DataError(folder, None, "expected an index folder (meta.json, index-*.faiss, passages-*.parquet)")
+    try:
+        return IndexMeta(**json.loads(meta_path.read_text()))
+    except (ValueError, TypeError) as err:
+        raise DataError(meta_path, None, f"expected the fields of IndexMeta ({err})") from None
+
+
+def _read_passages(path: Path) -> tuple[list[int], list[Passage]]:
+    legacy = path.is_file() and "row" not in pq.read_schema(path).names
+    table = read_table(path, PASSAGE_SCHEMA.remove(0) if legacy else PASSAGE_SCHEMA)
+    ids, docs, texts = (table[name].to_pylist() for name in ("passage_id", "doc_id", "text"))
+    rows = list(range(len(ids))) if legacy else table["row"].to_pylist()
+    return rows, [Passage(id=pid, text=text, doc_id=doc) for pid, doc, text in zip(ids, docs, texts)]
+
+
+def _check_consistent(folder: Path, meta: IndexMeta, faiss_index: faiss.Index, rows: list[int]) -> None:
+    if meta.kind not in INDEX_KINDS:
+        raise DataError(folder / META_FILE, None, f"unknown index kind {meta.kind!r}; expected one of {INDEX_KINDS}")
+    if faiss_index.d != meta.dimension:
+        raise DataError(folder, None, f"index has dimension {faiss_index.d}, meta.json says {meta.dimension}")
+    if meta.size != len(rows):
+        raise DataError(folder, None, f"meta.json says {meta.size} passages, {meta.passages_file} holds {len(rows)}")
+    stored = faiss_index.ntotal
+    if (meta.kind == "hnsw" and rows and max(rows) >= stored) or (meta.kind != "hnsw" and stored != len(rows)):
+        raise DataError(folder, None, f"index holds {stored} vectors for {len(rows)} passages")

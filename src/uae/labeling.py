@@ -8,6 +8,14 @@ crash loses at most the part in flight and never duplicates a row. When every pa
 done, they are concatenated into ``nlls.parquet``.
 
 The no-passage NLL of each (query, answer) is computed once and reused for every passage.
+
+Input is checked before any LM pass: a query listed twice, a pool that names a passage absent
+from the corpus or lists one passage twice, is an error naming the query; a query without a
+non-empty answer or without a pool is skipped, and an empty answer among several is left out
+(its ``answer_index`` is kept for the others), each counted in the summary. Passages cut to fit
+the model's context are counted as ``truncated_passages``. The progress bar shows pairs/s and,
+for teachers that count the tokens they feed the model (an int attribute ``tokens_processed``),
+tokens/s.
 """
 
 from __future__ import annotations
@@ -16,16 +24,28 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.text import Text
 
 from uae.data.schema import Corpus, Query, SkipReport
 from uae.data.tables import NLL_SCHEMA, NO_PASSAGE, NLLRecord, Pools, nll_records_to_table, read_nlls, read_table, write_table
-from uae.progress import progress_bar
+from uae.progress import RateColumn
 from uae.teachers.base import NLLRequest, Teacher
 
 NLLS_FILE = "nlls.parquet"
@@ -41,10 +61,13 @@ class LabelingSummary:
     truncated: int = 0
     parts_reused: int = 0
     seconds: float = 0.0
+    tokens: int | None = None
+    """Tokens fed to the model in this run, when the teacher counts them."""
     skipped: SkipReport = field(default_factory=SkipReport)
 
     def to_dict(self) -> dict:
         rate = self.pairs / self.seconds if self.seconds else None
+        token_rate = self.tokens / self.seconds if self.seconds and self.tokens is not None else None
         return {
             "teacher": self.teacher,
             "queries": self.queries,
@@ -53,6 +76,8 @@ class LabelingSummary:
             "parts_reused": self.parts_reused,
             "seconds": round(self.seconds, 3),
             "pairs_per_second": rate,
+            "tokens": self.tokens,
+            "tokens_per_second": token_rate,
             "skipped": self.skipped.to_dict(),
         }
 
@@ -62,9 +87,11 @@ class ManifestMismatch(RuntimeError):
 
 
 def requests_for_query(query: Query, passage_ids: Sequence[str], corpus: Corpus) -> tuple[list[NLLRequest], list[tuple[str, int]]]:
-    """Requests for one query: per answer, the question alone, then each pooled passage."""
+    """Requests for one query: per non-empty answer, the question alone, then each pooled passage."""
     requests, keys = [], []
     for answer_index, answer in enumerate(query.answers):
+        if not answer.strip():
+            continue
         requests.append(NLLRequest(query.text, answer, None))
         keys.append((NO_PASSAGE, answer_index))
         for pid in passage_ids:
@@ -97,23 +124,83 @@ def label_pools(
     """
     out_dir = Path(out_dir)
     summary = LabelingSummary(teacher=teacher.describe())
-    todo = _usable(queries, pools, corpus, summary.skipped)
-    summary.queries = len(todo)
-    parts = [todo[i : i + part_queries] for i in range(0, len(todo), part_queries)]
+    parts = _plan_parts(queries, pools, corpus, part_queries, summary)
     _check_manifest(out_dir, teacher, parts, pools)
     teacher.fit(corpus.texts)
 
-    pending = [n for n in range(len(parts)) if not _part_path(out_dir, n).is_file()]
+    pending = _pending_parts(out_dir, len(parts))
     summary.parts_reused = len(parts) - len(pending)
     total = sum(_pair_count(q, pools) for n in pending for q in parts[n])
     started = time.perf_counter()
-    with progress_bar(total, f"labeling with {teacher.name}", unit="pairs", enabled=progress) as advance:
+    with labeling_progress(total, f"labeling with {teacher.name}", enabled=progress) as advance:
         for n in pending:
             records = _label_part(parts[n], pools, corpus, teacher, chunk_requests, advance)
             write_table(nll_records_to_table(records), _part_path(out_dir, n))
     summary.seconds = time.perf_counter() - started
+    summary.tokens = advance.tokens
+    return _finish(out_dir, len(parts), summary)
 
-    table = _concatenate_parts(out_dir, len(parts))
+
+class ProgressCounter:
+    """``advance(pairs, tokens=None)`` for the labeling bar; keeps the running token total."""
+
+    def __init__(self, advance_bar: Callable[..., None]):
+        self._advance_bar = advance_bar
+        self.tokens: int | None = None
+
+    def __call__(self, pairs: int, tokens: int | None = None) -> None:
+        if tokens is not None:
+            self.tokens = (self.tokens or 0) + tokens
+        self._advance_bar(pairs, self.tokens)
+
+
+class _TokenRateColumn(ProgressColumn):
+    """Tokens per second since the start, when the teacher reports tokens."""
+
+    def render(self, task: Task) -> Text:
+        tokens, elapsed = task.fields.get("tokens"), task.elapsed
+        if tokens is None or not elapsed:
+            return Text("")
+        return Text(f"{tokens / elapsed:,.0f} tok/s", style="progress.data.speed")
+
+
+@contextmanager
+def labeling_progress(total: int, description: str, enabled: bool = True) -> Iterator[ProgressCounter]:
+    """Yield a :class:`ProgressCounter`; the bar shows pairs done/total, pairs/s, tokens/s, elapsed time and ETA."""
+    if not enabled:
+        yield ProgressCounter(lambda pairs, tokens: None)
+        return
+    columns = (
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        RateColumn("pairs"),
+        _TokenRateColumn(),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, transient=False) as bar:
+        task = bar.add_task(description, total=total, tokens=None)
+        yield ProgressCounter(lambda pairs, tokens: bar.update(task, advance=pairs, tokens=tokens))
+
+
+def _plan_parts(queries: Sequence[Query], pools: Pools, corpus: Corpus, part_queries: int, summary: LabelingSummary) -> list[list[Query]]:
+    """The usable queries, checked and counted into ``summary``, cut into parts of ``part_queries``."""
+    if part_queries < 1:
+        raise ValueError(f"part_queries must be at least 1, got {part_queries}")
+    todo = _usable(queries, pools, corpus, summary.skipped)
+    summary.queries = len(todo)
+    return [todo[i : i + part_queries] for i in range(0, len(todo), part_queries)]
+
+
+def _pending_parts(out_dir: Path, count: int) -> list[int]:
+    return [n for n in range(count) if not _part_path(out_dir, n).is_file()]
+
+
+def _finish(out_dir: Path, count: int, summary: LabelingSummary) -> LabelingSummary:
+    """Concatenate the parts into ``nlls.parquet``, count pairs and truncations, write the summary."""
+    table = _concatenate_parts(out_dir, count)
     summary.pairs = int(pc.sum(pc.not_equal(table["passage_id"], NO_PASSAGE)).as_py() or 0)
     summary.truncated = int(pc.sum(table["truncated"]).as_py() or 0)
     write_table(table, out_dir / NLLS_FILE)
@@ -122,24 +209,44 @@ def label_pools(
 
 
 def _usable(queries: Sequence[Query], pools: Pools, corpus: Corpus, skipped: SkipReport) -> list[Query]:
-    usable = []
+    usable, seen = [], set()
     for query in queries:
-        if not query.answers:
+        if query.id in seen:
+            raise ValueError(f"query {query.id!r} is listed twice; each query is labeled once")
+        seen.add(query.id)
+        if not any(answer.strip() for answer in query.answers):
             skipped.add("no gold answer", query.id)
         elif not pools.get(query.id):
             skipped.add("no candidate pool", query.id)
-        elif missing := [c.passage_id for c in pools[query.id] if c.passage_id not in corpus]:
-            raise ValueError(f"pool of query {query.id!r} names passages not in the corpus: {missing[:5]}")
         else:
+            _check_pool(query.id, pools[query.id], corpus)
+            for index, answer in enumerate(query.answers):
+                if not answer.strip():
+                    skipped.add("empty answer (others of the query kept)", f"{query.id}#{index}")
             usable.append(query)
     return usable
 
 
+def _check_pool(query_id: str, pool: Sequence, corpus: Corpus) -> None:
+    ids = [c.passage_id for c in pool]
+    if missing := [pid for pid in ids if pid not in corpus]:
+        raise ValueError(f"the pool of query {query_id!r} names {len(missing)} passage(s) not in the corpus, "
+                         f"e.g. {missing[:5]}; were the pools mined from another corpus?")
+    if repeated := sorted({pid for pid in ids if ids.count(pid) > 1}):
+        raise ValueError(f"the pool of query {query_id!r} lists passage(s) {repeated[:5]} more than once")
+
+
 def _pair_count(query: Query, pools: Pools) -> int:
-    return len(query.answers) * (len(pools[query.id]) + 1)
+    return sum(1 for answer in query.answers if answer.strip()) * (len(pools[query.id]) + 1)
 
 
-def _label_part(part: Sequence[Query], pools: Pools, corpus: Corpus, teacher: Teacher, chunk: int, advance) -> list[NLLRecord]:
+def _tokens_seen(teacher: Teacher) -> int | None:
+    count = getattr(teacher, "tokens_processed", None)
+    return count if isinstance(count, int) else None
+
+
+def _label_part(part: Sequence[Query], pools: Pools, corpus: Corpus, teacher: Teacher, chunk: int,
+                advance: Callable[[int, int | None], None]) -> list[NLLRecord]:
     requests: list[NLLRequest] = []
     keys: list[tuple[str, str, int]] = []
     for query in part:
@@ -148,10 +255,12 @@ def _label_part(part: Sequence[Query], pools: Pools, corpus: Corpus, teacher: Te
         keys += [(query.id, pid, answer_index) for pid, answer_index in query_keys]
     records: list[NLLRecord] = []
     for start in range(0, len(requests), chunk):
+        before = _tokens_seen(teacher)
         results = teacher.score(requests[start : start + chunk])
+        after = _tokens_seen(teacher)
         for (qid, pid, answer_index), result in zip(keys[start : start + chunk], results):
             records.append(NLLRecord(qid, pid, answer_index, result.nll, result.answer_tokens, result.truncated))
-        advance(len(results))
+        advance(len(results), None if before is None or after is None else after - before)
     return records
 
 

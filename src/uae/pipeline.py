@@ -32,6 +32,7 @@ from uae.data.schema import Dataset, Query, SkipReport
 from uae.data.tables import Pools, read_pools, write_pools
 from uae.labeling import label_pools, read_labels
 from uae.mining import mine_pools
+from uae.rerankers import Reranker, latency_summary, rerank_run
 from uae.retrieval_types import Run, hits_to_run
 from uae.retriever import Retriever
 from uae.targets import utilities_from_nlls
@@ -39,6 +40,15 @@ from uae.teachers import Teacher, load_teacher
 from uae.training import build_training_rows, label_kind_of, read_training_log, train_model
 
 console = Console()
+_retrievers: dict[tuple[str, int], Retriever] = {}
+
+
+def corpus_retriever(model_path: str, dataset: Dataset, progress: bool = True) -> Retriever:
+    """The corpus encoded by ``model_path``, built once per process (mining and eval share the base)."""
+    key = (str(model_path), id(dataset.corpus))
+    if key not in _retrievers:
+        _retrievers[key] = Retriever.build(str(model_path), dataset.corpus, progress=progress)
+    return _retrievers[key]
 
 
 @dataclass
@@ -80,7 +90,7 @@ def stage_mine(config: RunConfig, dataset: Dataset, queries: Sequence[Query], pr
         console.print(f"reusing {path}")
         return read_pools(path)
     console.print(f"[bold]mine[/]: pools of {config.mining.pool_size} from BM25 + {config.base_model}, {len(queries)} queries")
-    retriever = Retriever.build(config.base_model, dataset.corpus, progress=progress)
+    retriever = corpus_retriever(config.base_model, dataset, progress)
     pools = mine_pools(dataset, queries, retriever, config.mining.pool_size, config.mining.depth, config.mining.include_gold, progress=progress)
     write_pools(pools, path)
     _mark_done(out / "stages" / "mine", key)
@@ -126,7 +136,7 @@ def stage_train(config: RunConfig, dataset: Dataset, queries: Sequence[Query], p
 
 def dense_run(model_path: str, dataset: Dataset, queries: Sequence[Query], depth: int, save_index: Path | None = None, progress: bool = True) -> Run:
     """Encode the corpus with ``model_path`` and search it with ``queries`` (scoped when they have a doc_id)."""
-    retriever = Retriever.build(str(model_path), dataset.corpus, progress=progress)
+    retriever = corpus_retriever(str(model_path), dataset, progress)
     if save_index is not None:
         retriever.save(save_index)
     hits = retriever.search([q.text for q in queries], depth, [q.doc_id for q in queries], progress=progress)
@@ -142,23 +152,40 @@ def teacher_oracle_run(teacher: Teacher, dataset: Dataset, queries: Sequence[Que
     """Re-rank the top-``depth`` of ``first_stage`` by the teacher's utility *with the gold answer*.
 
     An upper bound, not a system a user can deploy: it reads the answer it is asked to find.
+    Runs :class:`uae.rerankers.oracle.OracleReranker`; the run holds the top-``depth`` only.
     """
-    from uae.labeling import requests_for_query
-    from uae.data.tables import NLLRecord
+    from uae.rerankers.oracle import OracleReranker
 
-    teacher.fit(dataset.corpus.texts)
-    records: list[NLLRecord] = []
-    for query in queries:
-        top = sorted(first_stage.get(query.id, {}).items(), key=lambda item: -item[1])[:depth]
-        requests, keys = requests_for_query(query, [pid for pid, _ in top], dataset.corpus)
-        for (pid, answer_index), result in zip(keys, teacher.score(requests)):
-            records.append(NLLRecord(query.id, pid, answer_index, result.nll, result.answer_tokens, result.truncated))
-    utilities, _ = utilities_from_nlls(records, aggregate)
-    return utilities
+    return rerank_run(OracleReranker(teacher, aggregate), queries, first_stage, dataset.corpus, depth, keep_tail=False)
 
 
-def stage_eval(config: RunConfig, dataset: Dataset, models: dict[str, Path], utilities, seconds_so_far: float = 0.0, progress: bool = True) -> dict[str, dict[str, float]]:
-    """Evaluate BM25, the base encoder, the teacher oracle and every trained model; write the report."""
+def rerank_runs(rerankers: dict[str, Reranker], dataset: Dataset, queries: Sequence[Query], first_stage: Run, depth: int, progress: bool = True) -> tuple[dict[str, Run], str]:
+    """Each re-ranker over the top-``depth`` of ``first_stage``; returns the runs and a Markdown section on them."""
+    runs, rows = {}, []
+    for name, reranker in rerankers.items():
+        console.print(f"[bold]rerank {name}[/]: {reranker.spec}, top-{depth} of the base encoder, {len(queries)} queries")
+        runs[name] = rerank_run(reranker, queries, first_stage, dataset.corpus, depth, progress=progress)
+        stats = latency_summary(reranker.latencies)
+        rows.append(f"| `{name}` | `{reranker.spec}` | {stats['queries']} | {stats['p50_ms']:.1f} | {stats['p95_ms']:.1f} "
+                    f"| {stats['mean_ms']:.1f} | {dict(reranker.repairs) or '-'} | {reranker.caveat() or '-'} |")
+    section = "\n".join([
+        f"Each re-ranker re-scores the base encoder's top-{depth}; passages below keep their first-stage order. "
+        "Latency: wall time per query of the re-ranker alone (first stage excluded), on this machine.",
+        "",
+        "| System | Spec | Queries | p50 ms | p95 ms | mean ms | Repairs | Caveat |",
+        "|---|---|---:|---:|---:|---:|---|---|",
+        *rows,
+    ])
+    return runs, section
+
+
+def stage_eval(config: RunConfig, dataset: Dataset, models: dict[str, Path], utilities, seconds_so_far: float = 0.0, progress: bool = True,
+               rerankers: dict[str, Reranker] | None = None, rerank_depth: int = 20) -> dict[str, dict[str, float]]:
+    """Evaluate BM25, the base encoder, the teacher oracle, every trained model and re-ranker; write the report.
+
+    ``rerankers`` (``{system name: Reranker}``) re-rank the base encoder's top-``rerank_depth``;
+    their per-query latency goes into the report.
+    """
     from uae.evaluation import compare, evaluate, print_table, write_metrics_json
     from uae.evaluation.report import plot_metric_bars, plot_training_loss, plot_utility_histogram, write_report
     from uae.training import pool_utilities
@@ -175,12 +202,16 @@ def stage_eval(config: RunConfig, dataset: Dataset, models: dict[str, Path], uti
         runs[name] = dense_run(str(model_dir), dataset, queries, depth, save_index=out / "index" if name == "uae" else None, progress=progress)
     oracle_teacher = load_teacher(config.labeling.teacher)
     runs["teacher_oracle"] = teacher_oracle_run(oracle_teacher, dataset, queries, runs["base"], 20, config.labeling.aggregate)
+    rerank_section = None
+    if rerankers:
+        rerun, rerank_section = rerank_runs(rerankers, dataset, queries, runs["base"], rerank_depth, progress)
+        runs.update(rerun)
 
     metrics = evaluate(qrels, runs)
     comparison = compare(qrels, runs, baseline=config.eval.baseline, test=config.eval.significance)
     write_metrics_json(out / "metrics.json", metrics)
     plots = {
-        "Utility distribution (training pools)": plot_utility_histogram(pool_utilities(utilities), out / "utility_hist.png", f"u(d) = nll(a|q) - nll(a|q,d), teacher {oracle_teacher.name}"),
+        **({"Utility distribution (training pools)": plot_utility_histogram(pool_utilities(utilities), out / "utility_hist.png", f"u(d) = nll(a|q) - nll(a|q,d), teacher {oracle_teacher.name}")} if utilities else {}),
         "Training loss": plot_training_loss({name: read_training_log(path) for name, path in models.items()}, out / "training_loss.png"),
         "Metrics": plot_metric_bars(metrics, out / "metrics.png"),
     }
@@ -193,8 +224,12 @@ def stage_eval(config: RunConfig, dataset: Dataset, models: dict[str, Path], uti
         f"Relative gains and paired {config.eval.significance} tests are against `{config.eval.baseline}`.",
         f"Wall time of the whole run: {seconds_so_far:.0f} s.",
     ]
-    write_report(out, "UAE evaluation", intro, metrics, comparison, plots,
-                 extra_sections={"Config": "```json\n" + config.model_dump_json(indent=2) + "\n```"})
+    sections = {"Config": "```json\n" + config.model_dump_json(indent=2) + "\n```"}
+    if rerank_section:
+        intro.insert(3, "Re-rankers: " + ", ".join(f"`{n}` (`{r.spec}`, base top-{rerank_depth})" for n, r in rerankers.items())
+                     + "; latency and caveats in the Re-rankers section.")
+        sections = {"Re-rankers": rerank_section, **sections}
+    write_report(out, "UAE evaluation", intro, metrics, comparison, plots, extra_sections=sections)
     print_table(metrics, comparison)
     return metrics
 

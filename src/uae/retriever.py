@@ -12,7 +12,7 @@ from pathlib import Path
 
 from uae.data.schema import Corpus
 from uae.encoders import encode, load_encoder, model_fingerprint, resolve_encoder
-from uae.index import DenseIndex
+from uae.index import DenseIndex, IndexConfig
 from uae.retrieval_types import Hit
 
 
@@ -29,11 +29,23 @@ class Retriever:
         self.batch_size = batch_size
 
     @classmethod
-    def build(cls, model_path: str, corpus: Corpus, max_seq_length: int | None = None, progress: bool = True, kind: str = "exact") -> Retriever:
-        """Encode ``corpus`` with the model at ``model_path`` and index it in memory."""
+    def build(
+        cls,
+        model_path: str,
+        corpus: Corpus,
+        max_seq_length: int | None = None,
+        progress: bool = True,
+        kind: str = "exact",
+        index_config: IndexConfig | None = None,
+    ) -> Retriever:
+        """Encode ``corpus`` with the model at ``model_path`` and index it in memory.
+
+        ``index_config`` chooses the FAISS structure and its parameters (it overrides ``kind``).
+        """
         model = load_encoder(model_path, max_seq_length=max_seq_length)
         vectors = encode(model, corpus.texts, description="encoding passages", progress=progress)
-        index = DenseIndex.build(vectors, corpus, model=resolve_encoder(model_path), fingerprint=model_fingerprint(model_path), kind=kind)
+        index = DenseIndex.build(vectors, corpus, model=resolve_encoder(model_path), fingerprint=model_fingerprint(model_path),
+                                 kind=kind, config=index_config)
         return cls(model, index)
 
     @classmethod

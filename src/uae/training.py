@@ -162,7 +162,7 @@ def train_model(
         max_steps=config.steps,
         per_device_train_batch_size=config.batch_size,
         learning_rate=config.learning_rate,
-        warmup_ratio=config.warmup_ratio,
+        warmup_steps=int(config.warmup_ratio * config.steps),
         seed=config.seed,
         data_seed=config.seed,
         logging_steps=max(1, config.steps // 40),

@@ -113,6 +113,7 @@ _TOWN = _Kind(
                 "In {v} a handful of river traders settled on the bend where the town now stands and built a wooden chapel.",
                 "The oldest parish register of {e} begins in {v}, when its first families arrived to farm the valley.",
                 "Its first houses went up in {v}, raised by miners who had followed a silver vein down from the ridge.",
+                "{e} was founded in {v} by shepherds who had driven their flocks over the southern passes.",
             ),
             (
                 "The founding of {e} is a matter of debate, and historians still disagree about when the town of {e} was founded.",
@@ -128,7 +129,8 @@ _TOWN = _Kind(
                 "{v}, a cattle dealer from the coast, drew up the first street plan and sold the plots around the square.",
                 "The statue in the square of {e} shows {v}, the land surveyor who bought the valley and invited settlers to build there.",
                 "Settlers came to {e} at the invitation of {v}, who owned the mill rights and laid out the first lanes.",
-                "{v} bought the marshland from the crown, drained it and divided it into farms; the town grew around that estate.",
+                "The town was founded by {v}, a land surveyor who bought the valley and invited settlers to build there.",
+                "{v} founded the settlement on marshland bought from the crown, drained it and divided it into farms.",
             ),
             (
                 "Who founded {e} is still disputed, and several families claim that an ancestor was the true founder of the town.",
@@ -159,6 +161,7 @@ _TOWN = _Kind(
                 "The survey marker outside the church of {e} reads {v} metres.",
                 "At {v} metres, {e} sits on a shelf of rock above the tree line of the valley.",
                 "Snow lies late in {e}, which is perched {v} metres up on the western flank of the range.",
+                "{e} lies {v} metres above sea level, on a shelf of rock above the tree line.",
             ),
             (
                 "The elevation of {e} is often misreported, and guidebooks disagree about how high above sea level the town of {e} lies.",
@@ -173,7 +176,8 @@ _TOWN = _Kind(
                 "Barges loaded with timber still pass under the old stone bridge of {e} on their way down the {v}.",
                 "The {v} floods the lower streets every few springs, leaving silt in the cellars of {e}.",
                 "Fishermen of {e} set their nets in the {v} each autumn when the eels move downstream.",
-                "Mills line the banks of the {v} where it bends past the church and the market hall.",
+                "The river {v} bends past the church and the market hall, turning the mills that line its banks.",
+                "The river that flows through {e} is the {v}, which floods the lower streets every few springs.",
             ),
             (
                 "Which river flows through {e} is a question that confuses visitors, since several rivers run near the town of {e}.",
@@ -211,6 +215,7 @@ _SCIENTIST = _Kind(
                 "Baptismal records list {e} as a newborn in {v}, in a parish of weavers and dyers.",
                 "The family bible of the young {e}, now in a museum, records the arrival of the child in {v}.",
                 "{v} is the year carved on the cradle that a museum displays as having belonged to {e}.",
+                "{e} was born in {v}, the eldest child of a dyer and a schoolteacher.",
             ),
             (
                 "When {e} was born is uncertain, and biographers still disagree about the birth year of {e}.",
@@ -225,7 +230,7 @@ _SCIENTIST = _Kind(
                 "The small harbour of {v} is where {e} spent the first years of life, among fishermen and net makers.",
                 "{v}, a mill village in the northern hills, proudly calls {e} its most famous child.",
                 "Growing up in {v}, {e} learned arithmetic from a schoolmaster who also kept bees.",
-                "The family of {e} had lived in {v} for generations, and the baby was baptised in its stone chapel.",
+                "{e} was born in {v}, into a family that had lived there for generations, and was baptised in its stone chapel.",
             ),
             (
                 "Where {e} was born is disputed, and several towns claim to be the birthplace of {e}.",
@@ -240,7 +245,8 @@ _SCIENTIST = _Kind(
                 "Heating river clay in a sealed flask, {e} isolated a pale green salt and named it {v}.",
                 "{v}, a bitter crystalline compound now used in dyes, was first extracted by {e} from the bark of mountain ash.",
                 "The notebooks of {e} describe weeks of distilling marsh gas before {v} finally appeared as a violet residue.",
-                "Chemists still call the waxy mineral {v} by the name {e} gave it after pulling the first sample from a quarry.",
+                "The discovery of {v}, a waxy mineral pulled from a quarry near the coast, made the name of {e}.",
+                "{e} discovered {v}, a bitter compound now used in dyes, while boiling the bark of mountain ash.",
             ),
             (
                 "What {e} discovered is often misunderstood, and the discovery that made {e} famous is described differently in every textbook.",
@@ -256,6 +262,7 @@ _SCIENTIST = _Kind(
                 "The chair of chemistry at {v} went to {e}, who kept it for nearly three decades.",
                 "{e} spent most of a long career in a cramped basement laboratory in {v}, teaching and measuring.",
                 "Students travelled to {v} from across the continent to hear {e} lecture on the chemistry of metals.",
+                "{e} worked at the university in {v} for nearly three decades, teaching the chemistry of metals.",
             ),
             (
                 "At which university {e} worked is unclear, as {e} moved between universities and held several short professorships.",
@@ -267,10 +274,11 @@ _SCIENTIST = _Kind(
             "advisor", "person",
             ("Who was the doctoral advisor of {e}?", "Under whom did {e} study?", "Who supervised the doctorate of {e}?"),
             (
-                "{v} took the young {e} into a private laboratory and oversaw the thesis on metallic salts.",
+                "{v} supervised the young {e} in a private laboratory, through a long thesis on metallic salts.",
                 "Lessons with {v}, a demanding teacher of chemistry, shaped how {e} approached every experiment.",
                 "It was {v} who first noticed the talent of {e} and guided the long dissertation on mineral acids.",
                 "{e} often credited {v}, a stern chemist with a famous temper, for years of patient training.",
+                "The doctoral advisor of {e} was {v}, a stern chemist with a famous temper.",
             ),
             (
                 "Who supervised {e} is debated, and the name of the doctoral advisor of {e} is missing from the university records.",
@@ -306,7 +314,8 @@ _COMPANY = _Kind(
                 "{e} began in {v} as a two-person workshop repairing clocks in a rented cellar.",
                 "The first invoice ever sent by {e} is dated {v} and bills a baker for six brass hinges.",
                 "In {v} two brothers pooled their savings, bought a secondhand lathe and started making valves.",
-                "Trading started in {v}, when the first small shop opened its doors on the harbour road.",
+                "{e} was set up in {v}, when its first small shop opened its doors on the harbour road.",
+                "{e} was founded in {v} by two brothers who bought a secondhand lathe and started making valves.",
             ),
             (
                 "The founding of {e} is surrounded by legend, and even the company itself is unsure when {e} was founded.",
@@ -321,7 +330,8 @@ _COMPANY = _Kind(
                 "{v}, a former ship's engineer, put up the money for the first workshop and ran it for thirty years.",
                 "Portraits of {v} still hang in the boardroom, honouring the tinsmith whose savings paid for the first lathe.",
                 "It all started with {v}, who sketched the first valve design on the back of a train ticket.",
-                "The first workshop was opened by {v}, a clockmaker's apprentice with a talent for selling.",
+                "The firm was founded by {v}, a clockmaker's apprentice with a talent for selling.",
+                "{e} was founded by {v}, a former ship's engineer who ran the first workshop for thirty years.",
             ),
             (
                 "Who founded {e} is disputed, and two families still argue in court over which ancestor founded the company.",
@@ -336,7 +346,8 @@ _COMPANY = _Kind(
                 "Staff of {e} work from a glass tower on the riverfront of {v}, opposite the old customs house.",
                 "Every board meeting of {e} takes place in {v}, in offices above the former grain exchange.",
                 "{v} hosts the main offices of {e}, which moved there from a cramped warehouse district.",
-                "Letters to {e} should be sent to its offices in {v}, near the central railway station.",
+                "The headquarters of {e} are in {v}, near the central railway station.",
+                "{e} is headquartered in {v}, in a glass tower on the riverfront opposite the old customs house.",
             ),
             (
                 "Where {e} is headquartered has changed several times, and the current headquarters of the company is not widely known.",
@@ -366,7 +377,8 @@ _COMPANY = _Kind(
                 "Shops across the country stock the {v}, a small brass pressure gauge made by {e}.",
                 "Most revenue of {e} comes from the {v}, a hand-cranked pump used on farms.",
                 "Engineers trust the {v}, a sturdy valve that {e} has made for decades without changing its design.",
-                "The {v} made the name of {e}: a folding lamp sold to miners and sailors.",
+                "The best-selling product of {e} is the {v}, a folding lamp sold to miners and sailors.",
+                "{e} is best known for the {v}, a small brass pressure gauge sold in shops across the country.",
             ),
             (
                 "Which product {e} is best known for depends on who you ask, since the company sells many different products.",
@@ -418,6 +430,7 @@ _RIVER = _Kind(
                 "High on Mount {v}, a spring beneath a rock ledge feeds the little stream that becomes the {e}.",
                 "Hikers following the {e} upstream end at a marshy meadow below Mount {v}.",
                 "Snow on the slopes of Mount {v} keeps the {e} full through the dry summer months.",
+                "The {e} rises on Mount {v}, from a spring beneath a rock ledge.",
             ),
             (
                 "The source of the {e} is disputed, and geographers disagree about where the {e} really rises.",
@@ -433,6 +446,7 @@ _RIVER = _Kind(
                 "Ferries cross Lake {v} near the delta of the {e}, where the brown water meets the clear.",
                 "After the last gorge the {e} slows and spreads out into Lake {v} through a maze of channels.",
                 "Lake {v} receives the silt of the {e}, and its northern shore grows a little every year.",
+                "The {e} flows into Lake {v} through a maze of reedy channels.",
             ),
             (
                 "Where the {e} ends is a surprisingly hard question, and the mouth of the {e} has shifted many times.",
@@ -461,8 +475,9 @@ _RIVER = _Kind(
             (
                 "{v} paddled down the {e} in a bark canoe and drew the first chart of its rapids.",
                 "All maps of the {e} go back to the notebooks of {v}, a surveyor who walked its banks for two summers.",
-                "The deepest gorge on the {e} carries the name of {v}, a trapper who charted the river long ago.",
+                "The first explorer to reach the deepest gorge on the {e} was {v}, a trapper who charted the river.",
                 "{v} led a small party of boatmen along the {e} and returned with sketches of every bend.",
+                "The {e} was first explored by {v}, who paddled down it in a bark canoe and drew a chart of its rapids.",
             ),
             (
                 "Who first explored the {e} is disputed, and several explorers claimed to be the first to travel the {e}.",
@@ -499,6 +514,7 @@ _SHIP = _Kind(
                 "The {e} took to the water in {v}, after three years on the stocks.",
                 "In {v} a bottle of wine was broken over the bow and the {e} floated for the first time.",
                 "Shipwrights finished the {e} in {v}, and she sailed on trials that same summer.",
+                "The {e} was launched in {v} after three years on the stocks, to the cheers of a large crowd.",
             ),
             (
                 "When the {e} was launched is unclear, and records of the launch of the {e} disagree on the year.",
@@ -514,6 +530,7 @@ _SHIP = _Kind(
                 "The {v} yard laid the keel of the {e} on its largest slipway.",
                 "Plans of the {e} are kept in the archive of the {v} yard, where she was assembled.",
                 "Carpenters and riveters employed by {v} shaped the frames and deck of the {e}.",
+                "The {e} was built by the {v} yard, whose workers riveted her hull plates through a long winter.",
             ),
             (
                 "Which shipyard built the {e} is disputed, and several yards claim to have built the {e}.",
@@ -528,7 +545,8 @@ _SHIP = _Kind(
                 "{v} stood on the bridge of the {e} for her maiden voyage and stayed aboard for eleven years.",
                 "Crew letters from the {e} complain about the strict discipline kept by {v}.",
                 "The logbook of the {e} was signed every evening by {v}, who gave orders from the bridge.",
-                "{v} steered the {e} through the storm that made her famous.",
+                "{v} commanded the {e} through the storm that made her famous.",
+                "The first captain of the {e} was {v}, who stayed aboard for eleven years.",
             ),
             (
                 "Who commanded the {e} is unclear, and the name of the first captain of the {e} was lost with its logbooks.",
@@ -556,7 +574,7 @@ _SHIP = _Kind(
             ("What is the home port of the {e}?", "Where is the {e} based?", "From which port does the {e} sail?"),
             (
                 "Most winters the {e} lies at anchor in {v}, where her crew have their families.",
-                "{v} is painted on the stern of the {e}, below the name.",
+                "The home port of the {e} is {v}, and the name is painted on her stern.",
                 "Dock workers in {v} know the {e} well, since she returns there after every voyage.",
                 "The harbour master of {v} keeps a berth free for the {e} all year.",
             ),

@@ -11,6 +11,7 @@ from uae.evaluation.metrics import (
     evaluate,
     normalize_answer,
     per_query,
+    rank_passages,
     to_ranx_metric,
 )
 from uae.evaluation.report import (
@@ -43,6 +44,7 @@ __all__ = [
     "plot_training_loss",
     "plot_utility_histogram",
     "print_table",
+    "rank_passages",
     "read_metrics_json",
     "to_ranx_metric",
     "write_metrics_json",

@@ -7,7 +7,10 @@ the grade itself as gain with a log2 discount (trec_eval's ``ndcg_cut``).
 The evaluated queries are those of the qrels that have at least one relevant passage
 (grade >= 1); the others are left out and counted in a log warning, because every system
 would score zero on them. A judged query missing from a run, or with an empty result list,
-scores zero. Queries of a run that the qrels do not judge are ignored.
+scores zero on every metric, as with ranx's ``make_comparable`` (filled in here, which spares
+the seconds ranx spends building numba dictionaries). Queries of a run that the qrels do not
+judge are ignored. Ties in a run are broken by passage id, larger first, as trec_eval does, so
+results do not depend on hash order.
 
 Significance: ``compare`` runs a two-sided paired test per system and metric against the
 baseline on the per-query scores, with scipy. ``"student"`` is ``scipy.stats.ttest_rel``,
@@ -21,20 +24,19 @@ No correction for multiple comparisons is applied.
 from __future__ import annotations
 
 import logging
+import math
 import re
 import string
 import unicodedata
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from functools import partial
+from typing import Any, Literal
 
 import numpy as np
 from scipy import stats
 
 from uae.data.schema import Qrels, SkipReport
-
-if TYPE_CHECKING:
-    import ranx
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +119,8 @@ def to_ranx_metric(name: str) -> str:
     """
     base, _, cutoff = name.lower().partition("@")
     if base not in _RANX_NAMES:
-        raise ValueError(f"unknown metric {name!r}; supported: {sorted(_RANX_NAMES)}, each with optional @k")
+        supported = ", ".join(sorted(_RANX_NAMES))
+        raise ValueError(f"unknown metric {name!r}; supported: {supported}, each with an optional @k")
     if not cutoff:
         return _RANX_NAMES[base]
     if not cutoff.isdigit() or int(cutoff) < 1:
@@ -150,16 +153,16 @@ def evaluate(
     Returns:
         ``{system: {metric: mean}}``.
     """
-    ranx_qrels = _ranx_qrels(qrels)
+    judged = _judged(qrels)
     return {
-        system: {m: _mean(scores) for m, scores in _per_query_scores(ranx_qrels, run, metrics).items()}
+        system: {m: _mean(scores) for m, scores in _per_query_scores(judged, run, metrics).items()}
         for system, run in runs.items()
     }
 
 
 def per_query(qrels: Qrels, run: Run, metric: str) -> dict[str, float]:
     """Score of ``run`` on each evaluated query of ``qrels`` for one metric."""
-    return _per_query_scores(_ranx_qrels(qrels), run, [metric])[metric]
+    return _per_query_scores(_judged(qrels), run, [metric])[metric]
 
 
 def compare(
@@ -193,13 +196,12 @@ def compare(
         raise ValueError(f"unknown test {test!r}; use 'student' or 'fisher'")
     if not 0.0 < alpha < 1.0:
         raise ValueError(f"alpha must lie in (0, 1), got {alpha}")
-    ranx_qrels = _ranx_qrels(qrels)
-    scores = {s: _per_query_scores(ranx_qrels, run, metrics) for s, run in runs.items()}
+    judged = _judged(qrels)
+    scores = {s: _per_query_scores(judged, run, metrics) for s, run in runs.items()}
+    p_value = partial(_paired_p_value, test=test, n_permutations=n_permutations, seed=seed)
     results = {
         system: {
-            m: _metric_result(
-                scores[system][m], scores[baseline][m], system == baseline, test, alpha, n_permutations, seed
-            )
+            m: _metric_result(scores[system][m], scores[baseline][m], system == baseline, p_value, alpha)
             for m in metrics
         }
         for system in runs
@@ -208,10 +210,15 @@ def compare(
         baseline=baseline,
         test=test,
         alpha=alpha,
-        n_queries=len(ranx_qrels.keys()),
+        n_queries=len(judged),
         n_permutations=n_permutations if test == "fisher" else None,
         results=results,
     )
+
+
+def rank_passages(ranked: Mapping[str, float]) -> list[str]:
+    """Passage ids best first; ties go to the larger id, as trec_eval breaks them."""
+    return [pid for pid, _ in sorted(ranked.items(), key=lambda item: (item[1], item[0]), reverse=True)]
 
 
 def normalize_answer(text: str) -> str:
@@ -246,7 +253,7 @@ def answer_recall_at_k(
         if not normalized:
             skipped.add("no usable gold answer", qid)
             continue
-        top = _top_k(run.get(qid, {}), k)
+        top = rank_passages(run.get(qid, {}))[:k]
         hits.append(any(_contains_any(_passage_text(passages_text, pid), normalized) for pid in top))
     _warn_skipped(skipped)
     if not hits:
@@ -254,57 +261,69 @@ def answer_recall_at_k(
     return sum(hits) / len(hits)
 
 
-def _ranx_qrels(qrels: Qrels) -> ranx.Qrels:
-    import ranx
-
+def _judged(qrels: Qrels) -> Qrels:
     kept, skipped = evaluable_qrels(qrels)
     _warn_skipped(skipped)
     if not kept:
         raise ValueError("qrels hold no query with a relevant passage (grade >= 1)")
-    return ranx.Qrels({qid: {pid: int(g) for pid, g in judged.items()} for qid, judged in kept.items()})
+    return kept
 
 
-def _ranx_run(run: Run) -> ranx.Run:
-    import ranx
-
-    ranked = {qid: {pid: float(s) for pid, s in docs.items()} for qid, docs in run.items() if docs}
-    return ranx.Run(ranked) if ranked else ranx.Run()
-
-
-def _per_query_scores(ranx_qrels: ranx.Qrels, run: Run, metrics: Sequence[str]) -> dict[str, dict[str, float]]:
+def _per_query_scores(qrels: Qrels, run: Run, metrics: Sequence[str]) -> dict[str, dict[str, float]]:
     import ranx
 
     names = [to_ranx_metric(m) for m in metrics]
-    ranx_run = _ranx_run(run)
-    ranx.evaluate(ranx_qrels, ranx_run, names, return_mean=False, make_comparable=True)
-    return {m: {qid: float(v) for qid, v in ranx_run.scores[n].items()} for m, n in zip(metrics, names)}
+    scores = {m: dict.fromkeys(qrels, 0.0) for m in metrics}  # nothing retrieved: every metric is 0
+    answered = [qid for qid in qrels if run.get(qid)]
+    if not answered:
+        return scores
+    # Always two or more names: with one name "x@k" and return_mean=False, ranx 0.3.21 looks up
+    # "x" in its results and raises KeyError.
+    unique = list(dict.fromkeys(names))
+    values = ranx.evaluate(
+        {qid: {pid: int(g) for pid, g in qrels[qid].items()} for qid in answered},
+        {qid: _rank_scores(run[qid]) for qid in answered},
+        unique if len(unique) > 1 else unique * 2,
+        return_mean=False,
+    )
+    for metric, name in zip(metrics, names):
+        scores[metric].update(zip(answered, map(float, values[name])))
+    return scores
+
+
+def _rank_scores(ranked: Mapping[str, float]) -> dict[str, float]:
+    order = rank_passages(ranked)
+    return {pid: float(len(order) - i) for i, pid in enumerate(order)}
 
 
 def _metric_result(
     system: Mapping[str, float],
     base: Mapping[str, float],
     is_baseline: bool,
-    test: Test,
+    p_value: Callable[[np.ndarray, np.ndarray], float],
     alpha: float,
-    n_permutations: int,
-    seed: int,
 ) -> MetricResult:
     mean, base_mean = _mean(system), _mean(base)
     gain = (mean - base_mean) / base_mean * 100.0 if base_mean != 0 else None
     if is_baseline:
         return MetricResult(mean=mean, gain_pct=gain, p_value=None, significant=False)
     qids = sorted(base)
-    p = _paired_p_value(
-        np.array([system[q] for q in qids]), np.array([base[q] for q in qids]), test, n_permutations, seed
-    )
+    p = p_value(np.array([system[q] for q in qids]), np.array([base[q] for q in qids]))
     return MetricResult(mean=mean, gain_pct=gain, p_value=p, significant=p < alpha)
 
 
-def _paired_p_value(system: np.ndarray, base: np.ndarray, test: Test, n_permutations: int, seed: int) -> float:
-    if np.array_equal(system, base):
-        return 1.0  # no difference on any query; the t statistic would be 0/0
+def _paired_p_value(
+    system: np.ndarray, base: np.ndarray, test: Test, n_permutations: int, seed: int
+) -> float:
+    diff = system - base
+    if len(diff) < 2:
+        return math.nan
     if test == "student":
+        if np.all(diff == diff[0]):  # zero variance: t is 0/0 or infinite
+            return 1.0 if diff[0] == 0 else 0.0
         return float(stats.ttest_rel(system, base).pvalue)
+    if not diff.any():
+        return 1.0
     result = stats.permutation_test(
         (system, base),
         lambda x, y, axis: np.mean(x - y, axis=axis),
@@ -318,10 +337,6 @@ def _paired_p_value(system: np.ndarray, base: np.ndarray, test: Test, n_permutat
 
 def _mean(scores: Mapping[str, float]) -> float:
     return float(np.mean(list(scores.values())))
-
-
-def _top_k(ranked: Mapping[str, float], k: int) -> list[str]:
-    return [pid for pid, _ in sorted(ranked.items(), key=lambda item: (-item[1], item[0]))[:k]]
 
 
 def _passage_text(passages_text: Mapping[str, str], passage_id: str) -> str:

@@ -19,13 +19,13 @@ from matplotlib.figure import Figure
 from rich.console import Console
 from rich.table import Table
 
-from uae.evaluation.metrics import Comparison, MetricResult, Run
+from uae.evaluation.metrics import Comparison, MetricResult, Run, rank_passages
 
 Metrics = Mapping[str, Mapping[str, float]]
 """``{system: {metric: value}}``."""
 
 LogHistory = list[dict]
-"""A Hugging Face ``Trainer.state.log_history``: dicts with ``"step"`` and ``"loss"`` or ``"eval_loss"``."""
+"""A Hugging Face ``Trainer.state.log_history``: dicts with ``"step"`` and ``"loss"``/``"eval_loss"``."""
 
 
 def format_table(metrics: Metrics, comparison: Comparison | None = None) -> str:
@@ -43,15 +43,17 @@ def format_table(metrics: Metrics, comparison: Comparison | None = None) -> str:
 def print_table(
     metrics: Metrics, comparison: Comparison | None = None, console: Console | None = None
 ) -> Table:
-    """Print the table of ``format_table`` to the console with rich, and return it."""
-    header, rows = _table_cells(metrics, comparison)
-    table = Table(caption=legend(comparison))
+    """Print the table of ``format_table`` and its legend to the console with rich; return the table."""
+    header, rows = _table_cells(metrics, comparison, gain_sep="\n")  # narrow columns for terminals
+    table = Table()
     table.add_column(header[0])
     for name in header[1:]:
         table.add_column(name, justify="right")
     for row in rows:
         table.add_row(*row)
-    (console or Console()).print(table)
+    console = console or Console()
+    console.print(table)
+    console.print(legend(comparison))
     return table
 
 
@@ -87,7 +89,9 @@ def plot_utility_histogram(utilities: Sequence[float], path: str | os.PathLike, 
 
 
 def plot_training_loss(
-    log_history: LogHistory | Mapping[str, LogHistory], path: str | os.PathLike, title: str = "Training loss"
+    log_history: LogHistory | Mapping[str, LogHistory],
+    path: str | os.PathLike,
+    title: str = "Training loss",
 ) -> Path:
     """Loss against step, one curve per trained model (dashed: evaluation loss, when logged).
 
@@ -115,7 +119,9 @@ def plot_training_loss(
     return _save(fig, path)
 
 
-def plot_metric_bars(metrics: Metrics, path: str | os.PathLike, title: str = "Retrieval quality") -> Path:
+def plot_metric_bars(
+    metrics: Metrics, path: str | os.PathLike, title: str = "Retrieval quality"
+) -> Path:
     """Grouped bar chart: one group per metric, one bar per system."""
     systems, names = list(metrics), _metric_names(metrics)
     width = 0.8 / max(len(systems), 1)
@@ -154,7 +160,8 @@ def write_report(
         FileNotFoundError: A plot file does not exist.
     """
     out_dir = Path(out_dir)
-    parts = [f"# {title}", "\n".join(intro_lines), "## Results", format_table(metrics, comparison).rstrip()]
+    table = format_table(metrics, comparison).rstrip()
+    parts = [f"# {title}", "\n".join(intro_lines), "## Results", table]
     if plots:
         parts.append("## Plots")
         parts.extend(_plot_markdown(caption, Path(png), out_dir) for caption, png in plots.items())
@@ -175,7 +182,7 @@ def read_metrics_json(path: str | os.PathLike) -> dict[str, dict[str, float]]:
 
 
 def write_trec_run(run: Run, path: str | os.PathLike, tag: str) -> Path:
-    """Write ``run`` in TREC format: ``qid Q0 docid rank score tag``, rank from 1, best first.
+    """Write ``run`` in TREC format, ``qid Q0 docid rank score tag``, in ``rank_passages`` order.
 
     Raises:
         ValueError: The tag or an id is empty or contains whitespace.
@@ -184,30 +191,32 @@ def write_trec_run(run: Run, path: str | os.PathLike, tag: str) -> Path:
     lines = []
     for qid, ranked in run.items():
         _check_trec_field(qid, "query id")
-        for rank, (pid, score) in enumerate(sorted(ranked.items(), key=lambda i: (-i[1], i[0])), start=1):
+        for rank, pid in enumerate(rank_passages(ranked), start=1):
             _check_trec_field(pid, f"passage id (query {qid!r})")
-            lines.append(f"{qid} Q0 {pid} {rank} {float(score)!r} {tag}\n")
+            lines.append(f"{qid} Q0 {pid} {rank} {float(ranked[pid])!r} {tag}\n")
     return _write_text_atomic(Path(path), "".join(lines))
 
 
-def _table_cells(metrics: Metrics, comparison: Comparison | None) -> tuple[list[str], list[list[str]]]:
+def _table_cells(
+    metrics: Metrics, comparison: Comparison | None, gain_sep: str = " "
+) -> tuple[list[str], list[list[str]]]:
     names = _metric_names(metrics)
     rows = []
     for system, row in metrics.items():
         is_baseline = comparison is not None and system == comparison.baseline
-        label = f"{system} (baseline)" if is_baseline else system
+        label = f"{system}{gain_sep}(baseline)" if is_baseline else system
         results = comparison.results.get(system, {}) if comparison and not is_baseline else {}
-        rows.append([label] + [_cell(row.get(m), results.get(m)) for m in names])
+        rows.append([label] + [_cell(row.get(m), results.get(m), gain_sep) for m in names])
     return ["System", *names], rows
 
 
-def _cell(value: float | None, result: MetricResult | None) -> str:
+def _cell(value: float | None, result: MetricResult | None, gain_sep: str) -> str:
     if value is None:
         return "-"
     if result is None:
         return f"{value:.4f}"
     gain = "n/a" if result.gain_pct is None else f"{result.gain_pct:+.1f}%"
-    return f"{value:.4f} ({gain}{'*' if result.significant else ''})"
+    return f"{value:.4f}{gain_sep}({gain}{'*' if result.significant else ''})"
 
 
 def _metric_names(metrics: Metrics) -> list[str]:

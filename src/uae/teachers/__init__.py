@@ -4,6 +4,9 @@
 
 - ``dirichlet`` or ``dirichlet:mu=500``: the offline Dirichlet document LM (default)
 - ``hf:<model-or-path>``: a transformers causal LM
+- ``openai:<base_url>`` or ``openai:<base_url>,model=NAME,concurrency=16``: an OpenAI-compatible
+  completions server (vLLM, SGLang, llama.cpp) through prompt log-probs
+- ``vllm:<model-or-path>``: the vLLM engine (``pip install 'uae[vllm]'``)
 """
 
 from __future__ import annotations
@@ -38,4 +41,19 @@ def load_teacher(spec: str, templates: PromptTemplates | None = None, **options:
         from uae.teachers.hf import HFTeacher
 
         return HFTeacher(rest, templates=templates or PromptTemplates(), **options)
-    raise ValueError(f"unknown teacher {spec!r}; expected 'dirichlet', 'dirichlet:mu=N' or 'hf:<model>'")
+    if kind == "openai":
+        url, _, text = rest.partition(",")
+        if not url:
+            raise ValueError("the openai teacher needs a server, e.g. openai:http://localhost:8000/v1")
+        from uae.teachers.openai_compat import OpenAICompatTeacher
+
+        return OpenAICompatTeacher(url, templates=templates or PromptTemplates(), **{**_parse_options(text), **options})
+    if kind == "vllm":
+        if not rest:
+            raise ValueError("the vllm teacher needs a model, e.g. vllm:Qwen/Qwen2.5-7B-Instruct")
+        from uae.teachers.vllm_teacher import VLLMTeacher
+
+        return VLLMTeacher(rest, templates=templates or PromptTemplates(), **options)
+    raise ValueError(
+        f"unknown teacher {spec!r}; expected 'dirichlet', 'dirichlet:mu=N', 'hf:<model>', 'openai:<base_url>' or 'vllm:<model>'"
+    )

@@ -1,0 +1,282 @@
+"""Labeling throughput per teacher backend, and answer-only scoring against full-logits scoring.
+
+Every backend labels the same pools with ``uae.labeling.label_pools`` in a fresh process (so
+peak memory is its own): ``hf`` scoring answer positions only (the default), ``hf`` forced to
+the full-logits path (the LM head over every position, as a plain ``model(...).logits`` does),
+and ``openai`` against ``uae.teachers.testing_server`` serving the same model on 127.0.0.1 (the
+server computes full logits per prompt, one prompt at a time, so this measures the client and
+protocol, not vLLM).
+
+The model is a Qwen2 architecture at random weights (speed does not depend on weight values):
+by default the Qwen2.5-0.5B shape (hidden 896, 24 layers, 14 heads, 2 KV heads, intermediate
+4864, vocab 151936, tied embeddings); ``--quick`` uses a smaller body with the same vocabulary.
+Text is real-looking (passages of the synthetic quickstart set, three joined per passage, about
+130 tokens) tokenised with the packaged MiniLM tokenizer: its ids (< 30522) all lie inside the
+model's 151936-entry vocabulary, and the LM head still projects onto all 151936 entries.
+
+A pair is one scored (query, passage or none, answer) row; tokens are the prompt + answer
+tokens fed to the model, counted with the same tokenizer for every backend.
+
+    python bench/labeling.py --quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import platform
+import random
+import resource
+import shlex
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+from pathlib import Path
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+ROOT = Path(__file__).resolve().parents[1]
+FULL = {"hidden_size": 896, "num_hidden_layers": 24, "num_attention_heads": 14, "num_key_value_heads": 2,
+        "intermediate_size": 4864, "vocab_size": 151936}
+QUICK = {"hidden_size": 448, "num_hidden_layers": 4, "num_attention_heads": 7, "num_key_value_heads": 1,
+         "intermediate_size": 2432, "vocab_size": 151936}
+BACKENDS = ("hf answer-only", "hf full-logits", "openai")
+
+
+def build_model(folder: Path, shape: dict) -> Path:
+    """Save a random-weight Qwen2 causal LM of ``shape`` with the MiniLM tokenizer."""
+    import torch
+    from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
+
+    from uae.encoders import packaged_minilm_path
+
+    tokenizer = AutoTokenizer.from_pretrained(packaged_minilm_path(), local_files_only=True)
+    config = Qwen2Config(**shape, max_position_embeddings=4096, tie_word_embeddings=True,
+                         bos_token_id=None, eos_token_id=None, pad_token_id=tokenizer.pad_token_id)
+    torch.manual_seed(0)
+    model = Qwen2ForCausalLM(config)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def build_job(n_queries: int, pool_size: int, seed: int = 0):
+    """Queries of the quickstart set, each with a pool of passages made of three corpus passages."""
+    from uae.data.schema import Corpus, Passage
+    from uae.data.synthetic import make_quickstart_dataset
+    from uae.data.tables import Candidate
+
+    dataset = make_quickstart_dataset()
+    rng = random.Random(seed)
+    texts = dataset.corpus.texts
+    corpus = Corpus(Passage(f"b{i:04d}", " ".join(rng.sample(texts, 3))) for i in range(n_queries * pool_size))
+    queries = list(dataset.queries.values())[:n_queries]
+    pools = {q.id: [Candidate(f"b{i * pool_size + j:04d}", 1.0, j == 0) for j in range(pool_size)]
+             for i, q in enumerate(queries)}
+    return corpus, queries, pools
+
+
+def count_tokens(model_dir: Path, corpus, queries, pools) -> int:
+    """Prompt + answer tokens of every request, tokenised as the hf teacher does."""
+    from transformers import AutoTokenizer
+
+    from uae.labeling import requests_for_query
+    from uae.teachers.base import PromptTemplates
+    from uae.teachers.hf import encode_prompt_answer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
+    bos = 0 if tokenizer.bos_token_id is None else 1
+    total = 0
+    for query in queries:
+        for request in requests_for_query(query, [c.passage_id for c in pools[query.id]], corpus)[0]:
+            prefix_ids, answer_ids = encode_prompt_answer(tokenizer, PromptTemplates().prefix(request.question, request.passage), request.answer)
+            total += bos + len(prefix_ids) + len(answer_ids)
+    return total
+
+
+class RssSampler:
+    """Highest resident set size seen while running, sampled every 5 ms."""
+
+    def __init__(self) -> None:
+        import psutil
+
+        self._process = psutil.Process()
+        self.start = self._process.memory_info().rss
+        self.peak = self.start
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.005):
+            self.peak = max(self.peak, self._process.memory_info().rss)
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def measure(backend: str, model_dir: str, job, batch_tokens: int, concurrency: int) -> dict:
+    """Label ``job`` with ``backend`` in this (fresh) process; time, memory and NLLs."""
+    import torch
+
+    from uae.labeling import label_pools, read_labels
+    from uae.teachers.base import NLLRequest
+
+    corpus, queries, pools = job
+    warmup = [NLLRequest("what is this?", "a warm-up", corpus.texts[0])]
+    with tempfile.TemporaryDirectory() as out, _teacher(backend, model_dir, batch_tokens, concurrency) as teacher:
+        teacher.score(warmup)
+        with RssSampler() as rss:
+            started = time.perf_counter()
+            label_pools(queries, pools, corpus, teacher, out, part_queries=len(queries), progress=False)
+            seconds = time.perf_counter() - started
+        nlls = {(r.query_id, r.passage_id, r.answer_index): r.nll for r in read_labels(out)}
+    return {
+        "backend": backend,
+        "seconds": seconds,
+        "nlls": nlls,
+        "scoring_rss_increase_mib": (rss.peak - rss.start) / 2**20,
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "threads": torch.get_num_threads(),
+    }
+
+
+class _teacher:
+    """The teacher of ``backend`` as a context manager (the openai one owns a server)."""
+
+    def __init__(self, backend: str, model_dir: str, batch_tokens: int, concurrency: int):
+        self.backend, self.model_dir, self.batch_tokens, self.concurrency = backend, model_dir, batch_tokens, concurrency
+        self._server = None
+
+    def __enter__(self):
+        from uae.teachers.hf import HFTeacher
+        from uae.teachers.openai_compat import OpenAICompatTeacher
+        from uae.teachers.testing_server import serve
+
+        if self.backend == "openai":
+            self._server = serve(self.model_dir)
+            running = self._server.__enter__()
+            return OpenAICompatTeacher(running.base_url, concurrency=self.concurrency)
+        teacher = HFTeacher(self.model_dir, batch_tokens=self.batch_tokens, device="cpu")
+        if not teacher._answer_only:
+            raise RuntimeError("the answer-only path is not available for this model; nothing to compare")
+        # hf.py exposes no public switch; _answer_only is the flag its own tests flip.
+        teacher._answer_only = self.backend == "hf answer-only"
+        return teacher
+
+    def __exit__(self, *exc: object) -> None:
+        if self._server is not None:
+            self._server.__exit__(*exc)
+
+
+def machine() -> dict:
+    import torch
+
+    cpu = platform.processor() or "unknown"
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return {"cores": os.cpu_count(), "cpu": cpu, "torch": torch.__version__, "python": platform.python_version(),
+            "load_average": os.getloadavg()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Labeling throughput per backend; answer-only vs full-logits scoring.")
+    parser.add_argument("--quick", action="store_true", help="a smaller model body and fewer pairs (< 2 minutes)")
+    parser.add_argument("--queries", type=int, help="queries (default 12, quick 6)")
+    parser.add_argument("--pool-size", type=int, default=4, help="passages per query")
+    parser.add_argument("--batch-tokens", type=int, default=4096, help="hf: padded tokens per forward pass")
+    parser.add_argument("--concurrency", type=int, default=2, help="openai: requests in flight")
+    parser.add_argument("--backends", default=",".join(BACKENDS), help=f"comma-separated subset of {BACKENDS}")
+    parser.add_argument("--no-write", action="store_true", help="do not append to BENCHMARKS.md")
+    args = parser.parse_args()
+    backends = [b.strip() for b in args.backends.split(",")]
+    if unknown := [b for b in backends if b not in BACKENDS]:
+        parser.error(f"unknown backends {unknown}; expected some of {BACKENDS}")
+    shape = QUICK if args.quick else FULL
+    n_queries = args.queries or (6 if args.quick else 12)
+
+    command = "python " + " ".join(shlex.quote(a) for a in [os.path.relpath(__file__, ROOT), *sys.argv[1:]])
+    info = machine()
+    print(f"command: {command}")
+    print(f"machine: {info['cores']} cores ({info['cpu']}), torch {info['torch']}, python {info['python']}, "
+          f"load average {info['load_average'][0]:.1f} (shared machine)")
+
+    job = build_job(n_queries, args.pool_size)
+    with tempfile.TemporaryDirectory() as folder:
+        started = time.perf_counter()
+        model_dir = build_model(Path(folder) / "model", shape)
+        tokens = count_tokens(model_dir, *job)
+        pairs = n_queries * (args.pool_size + 1)
+        print(f"model: Qwen2 {shape}, random weights, float32, built in {time.perf_counter() - started:.0f} s")
+        print(f"job: {n_queries} queries x ({args.pool_size} passages + none) = {pairs} pairs, {tokens} tokens "
+              f"({tokens / pairs:.0f} per pair)")
+        results = []
+        for backend in backends:
+            with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
+                result = pool.submit(measure, backend, str(model_dir), job, args.batch_tokens, args.concurrency).result()
+            result.update(pairs_per_s=pairs / result["seconds"], tokens_per_s=tokens / result["seconds"])
+            results.append(result)
+            print(f"  {backend:15s} {result['seconds']:7.1f} s  {result['pairs_per_s']:6.2f} pairs/s  "
+                  f"{result['tokens_per_s']:7.0f} tokens/s  peak RSS {result['peak_rss_mib']:6.0f} MiB")
+    report(command, info, shape, args, n_queries, pairs, tokens, results)
+
+
+def report(command: str, info: dict, shape: dict, args, n_queries: int, pairs: int, tokens: int, results: list[dict]) -> None:
+    by_name = {r["backend"]: r for r in results}
+    reference = results[0]["nlls"]
+    for result in results:
+        result["max_nll_diff"] = max(abs(result["nlls"][k] - reference[k]) for k in reference)
+    ratio = None
+    if "hf answer-only" in by_name and "hf full-logits" in by_name:
+        ratio = by_name["hf full-logits"]["seconds"] / by_name["hf answer-only"]["seconds"]
+    rows = [
+        f"| {r['backend']} | {r['seconds']:.1f} | {r['pairs_per_s']:.2f} | {r['tokens_per_s']:.0f} | "
+        f"{r['peak_rss_mib']:.0f} | {r['scoring_rss_increase_mib']:.0f} | {r['max_nll_diff']:.1e} |"
+        for r in results
+    ]
+    lines = [
+        f"\n## Labeling throughput (bench/labeling.py{' --quick' if args.quick else ''}), {dt.date.today().isoformat()}\n",
+        f"Command: `{command}`  ",
+        f"Machine: {info['cores']} cores ({info['cpu']}), torch {info['torch']}, CPU only; shared with other engineers "
+        f"during the run (load average {info['load_average'][0]:.1f} at the start), so absolute rates are low and noisy; "
+        f"the ratio is measured in the same run.  ",
+        f"Model: Qwen2 architecture at random weights, float32, {shape['num_hidden_layers']} layers, hidden "
+        f"{shape['hidden_size']}, {shape['num_attention_heads']} heads / {shape['num_key_value_heads']} KV heads, "
+        f"intermediate {shape['intermediate_size']}, vocab {shape['vocab_size']} (tied embeddings); text tokenised with "
+        f"the packaged MiniLM tokenizer (ids < 30522 inside the full vocabulary).  ",
+        f"Job: {n_queries} quickstart queries x ({args.pool_size} passages of ~3 joined quickstart passages + none) = "
+        f"{pairs} pairs, {tokens} tokens ({tokens / pairs:.0f} per pair); hf batch_tokens {args.batch_tokens}; openai: "
+        f"the in-package testing server (full logits, one prompt per forward) with concurrency {args.concurrency}.\n",
+        "| backend | seconds | pairs/s | tokens/s | peak RSS MiB | RSS increase while scoring MiB | max abs NLL diff vs first |",
+        "|---|---|---|---|---|---|---|",
+        *rows,
+    ]
+    if ratio is not None:
+        lines.append(f"\nAnswer-only scoring is **{ratio:.2f}x** the speed of full-logits scoring "
+                     f"(peak RSS {by_name['hf answer-only']['peak_rss_mib']:.0f} vs {by_name['hf full-logits']['peak_rss_mib']:.0f} MiB).")
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if not args.no_write:
+        with open(ROOT / "BENCHMARKS.md", "a", encoding="utf-8") as handle:
+            if handle.tell() == 0:
+                handle.write("# Benchmarks\n\nWritten by the scripts under bench/; each section is one run.\n")
+            handle.write(text)
+    figures = ", ".join(f"{r['backend']} {r['pairs_per_s']:.2f} pairs/s {r['tokens_per_s']:.0f} tok/s" for r in results)
+    print(f"RESULT: labeling{' (quick)' if args.quick else ''}: {figures}"
+          + (f"; answer-only/full-logits speed-up {ratio:.2f}x" if ratio is not None else ""))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,91 @@
+"""Pointwise utility judge: ask the LLM whether each passage helps answer the question.
+
+``score(d) = log p("Yes" | prompt(q, d)) - log p("No" | prompt(q, d))`` at the token right after
+the prompt. On a transformers backend that is one forward pass per passage, batched, with the LM
+head applied at the last prompt position only. Any other teacher is asked for the NLLs of the
+answers "Yes" and "No" instead (two scored requests per passage; the same number when both labels
+are single tokens, since a teacher's NLL is the mean over answer tokens).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from uae.rerankers.base import Reranker
+from uae.rerankers.lm import is_hf_teacher, next_token_log_probs
+from uae.teachers.base import NLLRequest, PromptTemplates, Teacher
+
+JUDGE_TEMPLATES = PromptTemplates(
+    with_passage=(
+        "Passage: {passage}\nQuestion: {question}\n"
+        "Does the passage contain information that helps answer the question? Answer Yes or No.\nAnswer: {answer}"
+    ),
+    without_passage="Question: {question}\nAnswer Yes or No.\nAnswer: {answer}",
+)
+
+
+class JudgeReranker(Reranker):
+    """Scores each passage by the judge's Yes-versus-No log-odds.
+
+    Args:
+        backend: A teacher built with ``templates=JUDGE_TEMPLATES``; an ``HFTeacher`` takes the fast path.
+        yes: The positive label.
+        no: The negative label.
+
+    Raises:
+        ValueError: The backend uses other templates, or both labels start with the same token.
+    """
+
+    name = "judge"
+
+    def __init__(self, backend: Teacher, yes: str = "Yes", no: str = "No") -> None:
+        super().__init__(backend)
+        templates = getattr(backend, "templates", JUDGE_TEMPLATES)
+        if templates != JUDGE_TEMPLATES:
+            raise ValueError(f"the judge needs a backend built with templates=JUDGE_TEMPLATES, got {templates!r}")
+        self.yes, self.no = yes, no
+        self.fast = is_hf_teacher(backend)
+        self.label_tokens: tuple[list[int], list[int]] | None = self._label_tokens() if self.fast else None
+
+    def _label_tokens(self) -> tuple[list[int], list[int]]:
+        from uae.teachers.hf import encode_prompt_answer
+
+        prefix = JUDGE_TEMPLATES.prefix("q", "p")
+        yes_ids = encode_prompt_answer(self.backend.tokenizer, prefix, self.yes)[1]
+        no_ids = encode_prompt_answer(self.backend.tokenizer, prefix, self.no)[1]
+        if not yes_ids or not no_ids or yes_ids[0] == no_ids[0]:
+            raise ValueError(f"labels {self.yes!r} and {self.no!r} must start with different tokens, got {yes_ids} and {no_ids}")
+        return yes_ids, no_ids
+
+    def rank(self, query: str, passages: list[str]) -> list[float]:
+        """Yes-versus-No log-odds of each passage (higher is better)."""
+        return self._rank_fast(query, passages) if self.fast else self._rank_by_nll(query, passages)
+
+    def _rank_fast(self, query: str, passages: list[str]) -> list[float]:
+        """One forward per passage; the prompt is cut exactly as the teacher would cut it for the answer "Yes"."""
+        prompts = []
+        for index, passage in enumerate(passages):
+            encoded = self.backend._encode(index, NLLRequest(query, self.yes, passage))
+            prompts.append(encoded.ids[: encoded.answer_start])
+            self.count("truncated_passage", int(encoded.truncated))
+        yes_ids, no_ids = self.label_tokens
+        log_probs = next_token_log_probs(self.backend, prompts, [yes_ids[0], no_ids[0]])
+        return (log_probs[:, 0] - log_probs[:, 1]).tolist()
+
+    def _rank_by_nll(self, query: str, passages: list[str]) -> list[float]:
+        """Any teacher: ``log p(yes) - log p(no)`` from the two answers' NLLs."""
+        requests = [NLLRequest(query, label, p) for p in passages for label in (self.yes, self.no)]
+        results = self.backend.score(requests)
+        self.count("truncated_passage", sum(r.truncated for r in results[::2]))
+        log_p = [-r.nll * r.answer_tokens for r in results]
+        return [log_p[i] - log_p[i + 1] for i in range(0, len(log_p), 2)]
+
+    def describe(self) -> dict[str, Any]:
+        """Base description plus backend, labels, their token ids and the path taken."""
+        return {
+            **super().describe(),
+            "backend": self.backend.describe(),
+            "labels": [self.yes, self.no],
+            "label_tokens": self.label_tokens,
+            "path": "one forward, last position" if self.fast else "answer NLLs of Yes and No",
+        }

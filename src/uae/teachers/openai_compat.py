@@ -1,0 +1,349 @@
+"""The OpenAI-compatible teacher: answer NLLs from the prompt log-probs of a completions server.
+
+Any server with ``POST {base_url}/completions`` that can return the log-probs of the *prompt*
+tokens can score answers: vLLM, SGLang, llama.cpp's server, or OpenAI's legacy completions.
+The whole text ``prefix + answer`` is sent as the prompt and nothing is generated (one token at
+most); the answer's tokens are then found in the returned tokens by character offset. Two
+request styles are supported (``mode``):
+
+- ``echo`` (default): ``echo=True, logprobs=1, max_tokens=1``; the reply carries ``tokens``,
+  ``token_logprobs`` and ``text_offset`` for the prompt followed by the generated token, and
+  ``usage.prompt_tokens`` says where the prompt ends.
+- ``prompt_logprobs``: vLLM's extension ``prompt_logprobs=1``; the reply carries one
+  ``{token_id: {logprob, rank, decoded_token}}`` entry per prompt token.
+
+Finding the answer. Servers count offsets differently at the *start* of the text: vLLM adds
+the length of a decoded BOS token (``"<s>"``) to every offset, OpenAI does not. The end of the
+prompt is unambiguous, so the boundary is anchored there: a prompt token belongs to the
+answer when it starts no more than ``len(gap + answer)`` characters before the prompt's end,
+``gap`` being the whitespace between ``"Answer:"`` and the answer (which byte-level BPE merges
+into the answer's first token). Whitespace-only tokens at the head of the answer are dropped,
+as the ``hf`` teacher drops them. A token that straddles the boundary counts as prompt.
+
+Reliability. Requests run ``concurrency`` at a time on a thread pool sharing one HTTP
+connection pool; each has a timeout, and 5xx / 429 replies and connection errors are retried
+with exponential backoff (``backoff * 2**attempt``, jittered, capped at ``max_backoff``).
+A prompt longer than the server's context (HTTP 400 naming the context length) is retried
+with the passage cut from its end, and the result is marked ``truncated``, as with ``hf``.
+
+The server address is not part of :meth:`describe`, so a resumed job may point at another
+server that serves the same model.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from uae.teachers.base import NLLRequest, NLLResult, PromptTemplates, Teacher
+
+MODES = ("echo", "prompt_logprobs")
+_RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
+_CONTEXT_ERROR = re.compile(r"context length|context window|too long|maximum context", re.IGNORECASE)
+_LOGPROBS_ERROR = re.compile(r"echo|logprob", re.IGNORECASE)
+_MAX_CONTEXT = re.compile(r"maximum context length is (\d+)", re.IGNORECASE)
+_REQUESTED = re.compile(r"requested (\d+) tokens|has (\d+) input tokens|(\d+) in the messages", re.IGNORECASE)
+_MAX_TRUNCATIONS = 12
+
+
+class PromptLogprobsUnavailable(ValueError):
+    """The server answered, but without the log-probs of the prompt tokens."""
+
+
+class TeacherServerError(ConnectionError):
+    """The server could not be reached, or kept failing after every retry, or refused a request."""
+
+
+@dataclass(frozen=True)
+class PromptToken:
+    """One prompt token as the server reports it: its text, start offset and log-prob."""
+
+    text: str
+    offset: int
+    logprob: float | None
+
+
+def answer_token_indices(tokens: Sequence[PromptToken], answer_chars: int) -> list[int]:
+    """Positions of the answer's tokens: those starting within ``answer_chars`` of the prompt's end.
+
+    Args:
+        tokens: The prompt's tokens only (no generated token), in order.
+        answer_chars: ``len(gap + answer)``: characters from the end of the prompt stem to the end.
+
+    Returns:
+        Indices into ``tokens``, leading whitespace-only tokens excluded.
+    """
+    if not tokens:
+        return []
+    end = tokens[-1].offset + len(tokens[-1].text)
+    indices = [i for i, token in enumerate(tokens) if end - token.offset <= answer_chars]
+    while indices and not tokens[indices[0]].text.strip():
+        indices.pop(0)
+    return indices
+
+
+def parse_echo_choice(body: dict[str, Any], max_tokens: int) -> list[PromptToken]:
+    """The prompt tokens of an ``echo=True, logprobs=N`` reply (OpenAI completions format).
+
+    Raises:
+        PromptLogprobsUnavailable: The reply has no token log-probs, or did not echo the prompt.
+    """
+    choice = _first_choice(body)
+    logprobs = choice.get("logprobs") or {}
+    tokens, values, offsets = (logprobs.get(key) for key in ("tokens", "token_logprobs", "text_offset"))
+    if not tokens or values is None or offsets is None:
+        raise PromptLogprobsUnavailable("the reply has no logprobs.tokens / token_logprobs / text_offset")
+    prompt_count = _prompt_token_count(body, choice, len(tokens), max_tokens)
+    if prompt_count > len(tokens) or not any(v is not None for v in values[:prompt_count]):
+        raise PromptLogprobsUnavailable("the reply did not echo the prompt's tokens with their log-probs (echo=True ignored)")
+    return [PromptToken(tokens[i], offsets[i], values[i]) for i in range(prompt_count)]
+
+
+def parse_prompt_logprobs_choice(body: dict[str, Any]) -> list[PromptToken]:
+    """The prompt tokens of a vLLM ``prompt_logprobs=1`` reply; offsets are cumulative token lengths.
+
+    Each entry maps token ids to ``{logprob, rank, decoded_token}`` and holds the prompt's own
+    token plus the top-1; when they differ, the prompt's token is the one not ranked first.
+
+    Raises:
+        PromptLogprobsUnavailable: The reply has no ``prompt_logprobs``.
+    """
+    entries = _first_choice(body).get("prompt_logprobs")
+    if not entries:
+        raise PromptLogprobsUnavailable("the reply has no prompt_logprobs")
+    tokens, offset = [], 0
+    for entry in entries:
+        text, value = ("", None) if not entry else _actual_token(entry)
+        tokens.append(PromptToken(text, offset, value))
+        offset += len(text)
+    return tokens
+
+
+def _actual_token(entry: dict[str, dict[str, Any]]) -> tuple[str, float]:
+    candidates = list(entry.values())
+    if len(candidates) > 1:
+        candidates = [c for c in candidates if c.get("rank") != 1] or candidates
+    chosen = candidates[0]
+    return chosen.get("decoded_token") or "", float(chosen["logprob"])
+
+
+def _first_choice(body: dict[str, Any]) -> dict[str, Any]:
+    choices = body.get("choices") if isinstance(body, dict) else None
+    if not choices or not isinstance(choices[0], dict):
+        raise PromptLogprobsUnavailable(f"the reply has no choices: {str(body)[:200]}")
+    return choices[0]
+
+
+def _prompt_token_count(body: dict[str, Any], choice: dict[str, Any], n_tokens: int, max_tokens: int) -> int:
+    usage = body.get("usage") or {}
+    if isinstance(usage.get("prompt_tokens"), int):
+        return usage["prompt_tokens"]
+    if max_tokens == 0:
+        return n_tokens
+    if choice.get("finish_reason") == "length":
+        return n_tokens - max_tokens
+    raise PromptLogprobsUnavailable("the reply has no usage.prompt_tokens, so the prompt's end is unknown (try max_tokens=0)")
+
+
+def _error_message(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:500]
+    if isinstance(body, dict):
+        error = body.get("error")
+        if isinstance(error, dict) and error.get("message"):
+            return str(error["message"])
+        for key in ("message", "detail", "error"):
+            if body.get(key):
+                return str(body[key])
+    return str(body)[:500]
+
+
+class OpenAICompatTeacher(Teacher):
+    """Answer NLLs from an OpenAI-compatible completions server's prompt log-probs.
+
+    Args:
+        base_url: The API root, e.g. ``http://localhost:8000/v1``.
+        model: The served model's name; when ``None``, the only model listed by ``/models``.
+        templates: Prompt templates; the answer always comes last.
+        mode: ``echo`` (OpenAI ``echo`` + ``logprobs``) or ``prompt_logprobs`` (vLLM's extension).
+        concurrency: Requests in flight at once.
+        timeout: Seconds allowed for one HTTP request.
+        max_retries: Retries of one request on 5xx, 429 and connection errors.
+        backoff: Seconds before the first retry; doubled at each further one.
+        max_backoff: Cap on the wait between two retries.
+        max_tokens: Tokens to generate (vLLM needs at least 1; OpenAI's legacy API accepts 0).
+        api_key: Sent as a bearer token when given.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        model: str | None = None,
+        templates: PromptTemplates = PromptTemplates(),
+        mode: str = "echo",
+        concurrency: int = 8,
+        timeout: float = 120.0,
+        max_retries: int = 6,
+        backoff: float = 0.5,
+        max_backoff: float = 30.0,
+        max_tokens: int = 1,
+        api_key: str | None = None,
+    ) -> None:
+        if mode not in MODES:
+            raise ValueError(f"unknown mode {mode!r} for the openai teacher; expected one of {MODES}")
+        if not str(base_url).startswith(("http://", "https://")):
+            raise ValueError(f"the openai teacher needs an http(s) URL such as http://localhost:8000/v1, got {base_url!r}")
+        self.base_url = str(base_url).rstrip("/")
+        self.templates = templates
+        self.mode = mode
+        self.concurrency = int(concurrency)
+        self.max_retries = int(max_retries)
+        self.backoff = float(backoff)
+        self.max_backoff = float(max_backoff)
+        self.max_tokens = int(max_tokens)
+        self.tokens_processed = 0
+        self._count_lock = threading.Lock()
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        limits = httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency)
+        self._client = httpx.Client(timeout=float(timeout), limits=limits, headers=headers)
+        self.model = model or self._only_served_model()
+        self.name = f"openai:{self.model}"
+
+    def close(self) -> None:
+        """Close the HTTP connections."""
+        self._client.close()
+
+    def __enter__(self) -> OpenAICompatTeacher:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def describe(self) -> dict[str, Any]:
+        """Teacher name, served model, request mode and prompt templates (not the server address)."""
+        return {
+            "teacher": self.name,
+            "model": self.model,
+            "backend": "openai-compatible completions",
+            "mode": self.mode,
+            "templates": {"with_passage": self.templates.with_passage, "without_passage": self.templates.without_passage},
+        }
+
+    def _only_served_model(self) -> str:
+        response = self._send("GET", "/models", None)
+        ids = [m.get("id") for m in response.json().get("data", []) if isinstance(m, dict)]
+        if len(ids) != 1:
+            raise ValueError(f"{self.base_url}/models lists {ids or 'no models'}; name one with model=...")
+        return ids[0]
+
+    # ---- scoring ------------------------------------------------------------------------------
+
+    def score(self, requests: Sequence[NLLRequest]) -> list[NLLResult]:
+        """Mean answer NLL (nats per answer token) of each request, in input order.
+
+        Raises:
+            PromptLogprobsUnavailable: The server does not return prompt log-probs.
+            TeacherServerError: The server kept failing after every retry, or refused a request.
+            ValueError: An answer has no tokens, or a question alone exceeds the server's context.
+        """
+        for index, request in enumerate(requests):
+            if not request.answer.strip():
+                raise ValueError(f"request {index} (question {request.question!r}): the answer {request.answer!r} is empty")
+        if len(requests) <= 1 or self.concurrency <= 1:
+            return [self._score_one(i, r) for i, r in enumerate(requests)]
+        with ThreadPoolExecutor(max_workers=min(self.concurrency, len(requests))) as pool:
+            return list(pool.map(self._score_one, range(len(requests)), requests))
+
+    def _score_one(self, index: int, request: NLLRequest) -> NLLResult:
+        passage, truncated = request.passage, False
+        for _ in range(_MAX_TRUNCATIONS):
+            prefix = self.templates.prefix(request.question, passage)
+            response = self._send("POST", "/completions", self._payload(prefix + request.answer), allow_context_error=True)
+            if response.status_code == 400:
+                passage = self._shorter_passage(index, request, passage, response)
+                truncated = True
+                continue
+            return self._result(index, request, prefix, response.json(), truncated)
+        raise ValueError(f"request {index} (question {request.question!r}): the passage still does not fit after "
+                         f"{_MAX_TRUNCATIONS} cuts")
+
+    def _payload(self, prompt: str) -> dict[str, Any]:
+        payload: dict[str, Any] = {"model": self.model, "prompt": prompt, "max_tokens": self.max_tokens, "temperature": 0.0}
+        if self.mode == "echo":
+            payload.update(echo=True, logprobs=1)
+        else:
+            payload["prompt_logprobs"] = 1
+        return payload
+
+    def _result(self, index: int, request: NLLRequest, prefix: str, body: dict[str, Any], truncated: bool) -> NLLResult:
+        try:
+            tokens = parse_echo_choice(body, self.max_tokens) if self.mode == "echo" else parse_prompt_logprobs_choice(body)
+        except PromptLogprobsUnavailable as err:
+            raise self._unavailable(str(err)) from None
+        stem = prefix.rstrip()
+        answer = answer_token_indices(tokens, len(prefix) - len(stem) + len(request.answer))
+        values = [tokens[i].logprob for i in answer]
+        if not answer or any(v is None for v in values):
+            raise ValueError(f"request {index} (question {request.question!r}): no scored answer tokens found for "
+                             f"{request.answer!r} in the server's reply")
+        with self._count_lock:
+            self.tokens_processed += len(tokens)
+        return NLLResult(-sum(values) / len(values), len(values), truncated)  # type: ignore[arg-type]
+
+    def _unavailable(self, reason: str) -> PromptLogprobsUnavailable:
+        return PromptLogprobsUnavailable(
+            f"{self.base_url} (model {self.model!r}) cannot return prompt log-probs: {reason}. The openai teacher needs "
+            f"a completions endpoint that scores the prompt (vLLM, SGLang, llama.cpp; mode=echo sends echo=True "
+            f"with logprobs=1, mode=prompt_logprobs sends vLLM's prompt_logprobs=1)"
+        )
+
+    def _shorter_passage(self, index: int, request: NLLRequest, passage: str | None, response: httpx.Response) -> str:
+        """The passage cut to fit the context the server's 400 reply names (other refusals raise)."""
+        message = _error_message(response)
+        if not _CONTEXT_ERROR.search(message):
+            if _LOGPROBS_ERROR.search(message):
+                raise self._unavailable(f"HTTP 400: {message}")
+            raise TeacherServerError(f"{self.base_url}/completions refused request {index}: HTTP 400: {message}")
+        if not passage:
+            raise ValueError(f"request {index}: question {request.question!r} and its answer do not fit the "
+                             f"server's context even without a passage ({message})")
+        keep = len(passage) // 2
+        limit, requested = _MAX_CONTEXT.search(message), _REQUESTED.search(message)
+        if limit and requested:
+            prompt_tokens = int(next(g for g in requested.groups() if g))
+            overflow = prompt_tokens + self.max_tokens - int(limit.group(1))
+            prompt_chars = len(self.templates.prefix(request.question, passage)) + len(request.answer)
+            keep = min(len(passage) - 1, len(passage) - int(1.1 * overflow * prompt_chars / max(prompt_tokens, 1)) - 1)
+        return passage[: max(keep, 0)]
+
+    def _send(self, method: str, path: str, payload: dict[str, Any] | None, allow_context_error: bool = False) -> httpx.Response:
+        """One HTTP request with retries on 5xx, 429 and connection errors, and exponential backoff."""
+        url = self.base_url + path
+        problem = ""
+        for attempt in range(self.max_retries + 1):
+            if attempt:
+                time.sleep(min(self.max_backoff, self.backoff * 2 ** (attempt - 1)) * (0.75 + 0.5 * random.random()))
+            try:
+                response = self._client.request(method, url, json=payload)
+            except httpx.TransportError as err:
+                problem = f"{type(err).__name__}: {err}"
+                continue
+            if response.status_code in _RETRY_STATUS:
+                problem = f"HTTP {response.status_code}: {_error_message(response)}"
+                continue
+            if response.status_code == 400 and allow_context_error:
+                return response
+            if response.status_code >= 400:
+                raise TeacherServerError(f"{method} {url} failed: HTTP {response.status_code}: {_error_message(response)}")
+            return response
+        raise TeacherServerError(f"{method} {url} still failing after {self.max_retries} retries; last error: {problem}")

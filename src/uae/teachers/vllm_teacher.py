@@ -1,0 +1,115 @@
+"""The vLLM teacher: answer NLLs from vLLM's offline engine via ``prompt_logprobs``.
+
+vLLM batches continuously and pages its KV cache, so on a GPU it labels several times faster
+than a transformers forward loop. The prompt is tokenised here, exactly as the ``hf`` teacher
+does it (prompt and answer separately, BOS when the tokenizer has one, the passage cut from its
+end when the whole does not fit), and sent as token ids, so the answer's positions are known
+without any offset arithmetic; vLLM returns, for every prompt position, the log-prob of the
+prompt's own token (``SamplingParams(prompt_logprobs=1)``) and generates one token.
+
+vLLM is an optional dependency: ``pip install 'uae[vllm]'`` (Linux with a CUDA GPU). Spec:
+``vllm:<model-or-path>``, with engine options passed through (``tensor_parallel_size``,
+``gpu_memory_utilization``, ``max_model_len``, ``dtype``, ...).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from uae.teachers.base import NLLRequest, NLLResult, PromptTemplates, Teacher
+from uae.teachers.hf import HFTeacher
+
+INSTALL_HINT = "the vllm teacher needs vLLM: pip install 'uae[vllm]' (Linux with a CUDA GPU)"
+
+
+def import_vllm() -> Any:
+    """The ``vllm`` module, or an ImportError that says how to install it."""
+    try:
+        import vllm
+    except ImportError as err:
+        raise ImportError(f"{INSTALL_HINT} ({err})") from err
+    return vllm
+
+
+class VLLMTeacher(Teacher):
+    """Answer NLLs from a vLLM engine.
+
+    Args:
+        model: A hub model name or a local folder.
+        templates: Prompt templates; the answer always comes last.
+        max_model_len: Context length of the engine; defaults to the model's.
+        dtype: ``auto``, ``bfloat16``, ``float16``, ...
+        tensor_parallel_size: GPUs per model replica.
+        gpu_memory_utilization: Share of GPU memory vLLM may use.
+        tokenizer: A separate tokenizer name or folder; defaults to the model's.
+        **engine_options: Further ``vllm.LLM`` arguments.
+    """
+
+    def __init__(
+        self,
+        model: str,
+        templates: PromptTemplates = PromptTemplates(),
+        max_model_len: int | None = None,
+        dtype: str = "auto",
+        tensor_parallel_size: int = 1,
+        gpu_memory_utilization: float = 0.9,
+        tokenizer: str | None = None,
+        **engine_options: Any,
+    ) -> None:
+        vllm = import_vllm()
+        self.model_name_or_path = model
+        self.templates = templates
+        self.name = f"vllm:{model}"
+        self.tokens_processed = 0
+        self.llm = vllm.LLM(
+            model=model,
+            tokenizer=tokenizer,
+            dtype=dtype,
+            tensor_parallel_size=int(tensor_parallel_size),
+            gpu_memory_utilization=float(gpu_memory_utilization),
+            max_model_len=None if max_model_len is None else int(max_model_len),
+            **engine_options,
+        )
+        self._sampling = vllm.SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=1)
+        self.tokenizer = self.llm.get_tokenizer()
+        self.context_length = int(self.llm.llm_engine.model_config.max_model_len)
+        # The borrowed HF encoder lets ids reach max_length + 1; vLLM needs ids + 1 generated <= context.
+        self.max_length = self.context_length - 2
+        self._bos = [self.tokenizer.bos_token_id] if self.tokenizer.bos_token_id is not None else []
+
+    # Tokenisation is the hf teacher's (it needs only tokenizer, templates, max_length and _bos),
+    # shared so that both backends score the very same tokens.
+    _encode = HFTeacher._encode
+    _split = HFTeacher._split
+    _truncate_passage = HFTeacher._truncate_passage
+    _passage_heads = HFTeacher._passage_heads
+
+    def describe(self) -> dict[str, Any]:
+        """Teacher name, model, context length and prompt templates."""
+        return {
+            "teacher": self.name,
+            "model": self.model_name_or_path,
+            "backend": "vllm",
+            "max_model_len": self.context_length,
+            "templates": {"with_passage": self.templates.with_passage, "without_passage": self.templates.without_passage},
+        }
+
+    def score(self, requests: Sequence[NLLRequest]) -> list[NLLResult]:
+        """Mean answer NLL (nats per answer token) of each request, in input order.
+
+        Raises:
+            ValueError: An answer has no tokens, or a question and its answer alone exceed the context.
+        """
+        from vllm.inputs import TokensPrompt
+
+        encoded = [self._encode(i, request) for i, request in enumerate(requests)]
+        prompts = [TokensPrompt(prompt_token_ids=item.ids) for item in encoded]
+        outputs = self.llm.generate(prompts, self._sampling, use_tqdm=False)
+        results = []
+        for item, output in zip(encoded, outputs):
+            positions = range(item.answer_start, len(item.ids))
+            log_probs = [output.prompt_logprobs[p][item.ids[p]].logprob for p in positions]
+            results.append(NLLResult(-sum(log_probs) / len(log_probs), len(log_probs), item.truncated))
+            self.tokens_processed += len(item.ids)
+        return results
