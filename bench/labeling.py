@@ -9,10 +9,13 @@ protocol, not vLLM).
 
 The model is a Qwen2 architecture at random weights (speed does not depend on weight values):
 by default the Qwen2.5-0.5B shape (hidden 896, 24 layers, 14 heads, 2 KV heads, intermediate
-4864, vocab 151936, tied embeddings); ``--quick`` uses a smaller body with the same vocabulary.
-Text is real-looking (passages of the synthetic quickstart set, three joined per passage, about
-130 tokens) tokenised with the packaged MiniLM tokenizer: its ids (< 30522) all lie inside the
-model's 151936-entry vocabulary, and the LM head still projects onto all 151936 entries.
+4864, vocab 151936, tied embeddings); ``--quick`` uses a small body and a 32000-entry vocabulary
+(the same code path in well under two minutes; its ratio is not the headline figure).
+Text is real-looking (passages of the synthetic quickstart set, ``--join`` of them per passage)
+tokenised with the packaged MiniLM tokenizer, passed to every backend as a separate tokenizer
+(a model folder of type qwen2 would make transformers load a Qwen2 tokenizer over BERT's vocab):
+its ids (< 30522) all lie inside the model's vocabulary, and the LM head still projects onto
+every entry of it.
 
 A pair is one scored (query, passage or none, answer) row; tokens are the prompt + answer
 tokens fed to the model, counted with the same tokenizer for every backend.
@@ -44,30 +47,33 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parents[1]
 FULL = {"hidden_size": 896, "num_hidden_layers": 24, "num_attention_heads": 14, "num_key_value_heads": 2,
         "intermediate_size": 4864, "vocab_size": 151936}
-QUICK = {"hidden_size": 448, "num_hidden_layers": 4, "num_attention_heads": 7, "num_key_value_heads": 1,
-         "intermediate_size": 2432, "vocab_size": 151936}
+QUICK = {"hidden_size": 256, "num_hidden_layers": 4, "num_attention_heads": 4, "num_key_value_heads": 2,
+         "intermediate_size": 1024, "vocab_size": 32000}
 BACKENDS = ("hf answer-only", "hf full-logits", "openai")
 
 
+def tokenizer_path() -> str:
+    """The packaged MiniLM (WordPiece) tokenizer, used for the text of every backend."""
+    from uae.encoders import packaged_minilm_path
+
+    return str(packaged_minilm_path())
+
+
 def build_model(folder: Path, shape: dict) -> Path:
-    """Save a random-weight Qwen2 causal LM of ``shape`` with the MiniLM tokenizer."""
+    """Save a random-weight Qwen2 causal LM of ``shape`` (no tokenizer: see :func:`tokenizer_path`)."""
     import torch
     from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
 
-    from uae.encoders import packaged_minilm_path
-
-    tokenizer = AutoTokenizer.from_pretrained(packaged_minilm_path(), local_files_only=True)
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_path(), local_files_only=True)
     config = Qwen2Config(**shape, max_position_embeddings=4096, tie_word_embeddings=True,
                          bos_token_id=None, eos_token_id=None, pad_token_id=tokenizer.pad_token_id)
     torch.manual_seed(0)
-    model = Qwen2ForCausalLM(config)
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
+    Qwen2ForCausalLM(config).save_pretrained(folder)
     return folder
 
 
-def build_job(n_queries: int, pool_size: int, seed: int = 0):
-    """Queries of the quickstart set, each with a pool of passages made of three corpus passages."""
+def build_job(n_queries: int, pool_size: int, join: int, seed: int = 0):
+    """Queries of the quickstart set, each with a pool of passages made of ``join`` corpus passages."""
     from uae.data.schema import Corpus, Passage
     from uae.data.synthetic import make_quickstart_dataset
     from uae.data.tables import Candidate
@@ -75,14 +81,14 @@ def build_job(n_queries: int, pool_size: int, seed: int = 0):
     dataset = make_quickstart_dataset()
     rng = random.Random(seed)
     texts = dataset.corpus.texts
-    corpus = Corpus(Passage(f"b{i:04d}", " ".join(rng.sample(texts, 3))) for i in range(n_queries * pool_size))
+    corpus = Corpus(Passage(f"b{i:04d}", " ".join(rng.sample(texts, join))) for i in range(n_queries * pool_size))
     queries = list(dataset.queries.values())[:n_queries]
     pools = {q.id: [Candidate(f"b{i * pool_size + j:04d}", 1.0, j == 0) for j in range(pool_size)]
              for i, q in enumerate(queries)}
     return corpus, queries, pools
 
 
-def count_tokens(model_dir: Path, corpus, queries, pools) -> int:
+def count_tokens(corpus, queries, pools) -> int:
     """Prompt + answer tokens of every request, tokenised as the hf teacher does."""
     from transformers import AutoTokenizer
 
@@ -90,7 +96,7 @@ def count_tokens(model_dir: Path, corpus, queries, pools) -> int:
     from uae.teachers.base import PromptTemplates
     from uae.teachers.hf import encode_prompt_answer
 
-    tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_path(), local_files_only=True)
     bos = 0 if tokenizer.bos_token_id is None else 1
     total = 0
     for query in queries:
@@ -164,10 +170,10 @@ class _teacher:
         from uae.teachers.testing_server import serve
 
         if self.backend == "openai":
-            self._server = serve(self.model_dir)
+            self._server = serve(self.model_dir, tokenizer=tokenizer_path())
             running = self._server.__enter__()
             return OpenAICompatTeacher(running.base_url, concurrency=self.concurrency)
-        teacher = HFTeacher(self.model_dir, batch_tokens=self.batch_tokens, device="cpu")
+        teacher = HFTeacher(self.model_dir, batch_tokens=self.batch_tokens, device="cpu", tokenizer=tokenizer_path())
         if not teacher._answer_only:
             raise RuntimeError("the answer-only path is not available for this model; nothing to compare")
         # hf.py exposes no public switch; _answer_only is the flag its own tests flip.
@@ -194,8 +200,9 @@ def machine() -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description="Labeling throughput per backend; answer-only vs full-logits scoring.")
     parser.add_argument("--quick", action="store_true", help="a smaller model body and fewer pairs (< 2 minutes)")
-    parser.add_argument("--queries", type=int, help="queries (default 12, quick 6)")
-    parser.add_argument("--pool-size", type=int, default=4, help="passages per query")
+    parser.add_argument("--queries", type=int, default=4, help="queries")
+    parser.add_argument("--pool-size", type=int, help="passages per query (default 4, quick 3)")
+    parser.add_argument("--join", type=int, help="quickstart passages joined into one pool passage (default 4, quick 2)")
     parser.add_argument("--batch-tokens", type=int, default=4096, help="hf: padded tokens per forward pass")
     parser.add_argument("--concurrency", type=int, default=2, help="openai: requests in flight")
     parser.add_argument("--backends", default=",".join(BACKENDS), help=f"comma-separated subset of {BACKENDS}")
@@ -205,7 +212,9 @@ def main() -> None:
     if unknown := [b for b in backends if b not in BACKENDS]:
         parser.error(f"unknown backends {unknown}; expected some of {BACKENDS}")
     shape = QUICK if args.quick else FULL
-    n_queries = args.queries or (6 if args.quick else 12)
+    n_queries = args.queries
+    args.pool_size = args.pool_size or (3 if args.quick else 4)
+    args.join = args.join or (2 if args.quick else 4)
 
     command = "python " + " ".join(shlex.quote(a) for a in [os.path.relpath(__file__, ROOT), *sys.argv[1:]])
     info = machine()
@@ -213,11 +222,11 @@ def main() -> None:
     print(f"machine: {info['cores']} cores ({info['cpu']}), torch {info['torch']}, python {info['python']}, "
           f"load average {info['load_average'][0]:.1f} (shared machine)")
 
-    job = build_job(n_queries, args.pool_size)
+    job = build_job(n_queries, args.pool_size, args.join)
     with tempfile.TemporaryDirectory() as folder:
         started = time.perf_counter()
         model_dir = build_model(Path(folder) / "model", shape)
-        tokens = count_tokens(model_dir, *job)
+        tokens = count_tokens(*job)
         pairs = n_queries * (args.pool_size + 1)
         print(f"model: Qwen2 {shape}, random weights, float32, built in {time.perf_counter() - started:.0f} s")
         print(f"job: {n_queries} queries x ({args.pool_size} passages + none) = {pairs} pairs, {tokens} tokens "
@@ -255,8 +264,8 @@ def report(command: str, info: dict, shape: dict, args, n_queries: int, pairs: i
         f"Model: Qwen2 architecture at random weights, float32, {shape['num_hidden_layers']} layers, hidden "
         f"{shape['hidden_size']}, {shape['num_attention_heads']} heads / {shape['num_key_value_heads']} KV heads, "
         f"intermediate {shape['intermediate_size']}, vocab {shape['vocab_size']} (tied embeddings); text tokenised with "
-        f"the packaged MiniLM tokenizer (ids < 30522 inside the full vocabulary).  ",
-        f"Job: {n_queries} quickstart queries x ({args.pool_size} passages of ~3 joined quickstart passages + none) = "
+        f"the packaged MiniLM tokenizer (ids < 30522, inside the model's vocabulary).  ",
+        f"Job: {n_queries} quickstart queries x ({args.pool_size} passages of {args.join} joined quickstart passages + none) = "
         f"{pairs} pairs, {tokens} tokens ({tokens / pairs:.0f} per pair); hf batch_tokens {args.batch_tokens}; openai: "
         f"the in-package testing server (full logits, one prompt per forward) with concurrency {args.concurrency}.\n",
         "| backend | seconds | pairs/s | tokens/s | peak RSS MiB | RSS increase while scoring MiB | max abs NLL diff vs first |",

@@ -167,7 +167,10 @@ def label(
 def train(
     data: DataDir,
     pools: Annotated[Path, typer.Option(help="pools parquet from `uae mine`")] = Path("pools.parquet"),
-    labels: Annotated[Optional[Path], typer.Option(help="labels folder from `uae label` (not needed for infonce_gold)")] = None,
+    labels: Annotated[list[Path], typer.Option(help="labels folder from `uae label` (not needed for infonce_gold); "
+                                                "repeat for several teachers")] = [],
+    teacher_weights: Annotated[Optional[str], typer.Option(help="several --labels: comma-separated weights, in --labels order (default equal)")] = None,
+    combine: Annotated[str, typer.Option(help="several --labels: mean_distribution | mean_zscore")] = "mean_distribution",
     out: Annotated[Path, typer.Option(help="output model folder")] = Path("model"),
     base_model: Annotated[str, typer.Option(help="encoder to fine-tune")] = "minilm",
     loss: Annotated[str, typer.Option(help="um_infonce | infonce_gold | hard_utility | pool_kl | margin_mse")] = "um_infonce",
@@ -200,19 +203,69 @@ def train(
         dataset = read_dataset(data)
         pool_table = read_pools(pools)
         queries = [dataset.queries[qid] for qid in pool_table if qid in dataset.queries]
-        utilities = None
-        if label_kind_of(loss) != "gold":
-            if labels is None:
+        utilities, teacher = None, None
+        if label_kind_of(loss) != "gold" and len(labels) > 1:
+            utilities, targets, teacher = _mixed_teachers(labels, teacher_weights, combine, aggregate, targets)
+        elif label_kind_of(loss) != "gold":
+            if not labels:
                 _fail(f"loss {loss} learns from utilities: pass --labels from `uae label`")
-            utilities, skipped = utilities_from_nlls(read_labels(labels), aggregate)
+            utilities, skipped = utilities_from_nlls(read_labels(labels[0]), aggregate)
             report_skips("utilities", skipped)
         size = train_pool_size or max(len(c) for c in pool_table.values())
         rows = build_training_rows(queries, pool_table, dataset.corpus, label_kind_of(loss), utilities, targets, size, seed)
         report_skips("train", rows.skipped)
-        teacher = json.loads((labels / "manifest.json").read_text())["teacher"] if labels else None
+        if teacher is None and len(labels) == 1 and (labels[0] / "manifest.json").is_file():
+            teacher = json.loads((labels[0] / "manifest.json").read_text())["teacher"]
         record = {"teacher": teacher, "targets": targets.model_dump(), "data": {"path": str(data), "queries": len(rows.queries)}}
         train_model(rows, base_model, out, training, record)
         console.print(f"saved model to {out}")
+
+    _guarded(action)
+
+
+def _mixed_teachers(labels: list[Path], weights: Optional[str], mode: str, aggregate: str, targets):
+    """Utilities, targets config and model-card record for training on several teachers."""
+    from uae.config import TeacherMixConfig
+    from uae.cross_teacher import load_teacher_utilities, mixed_training_utilities
+    from uae.pipeline import report_skips
+
+    values = [float(w) for w in weights.split(",")] if weights else None
+    mix = TeacherMixConfig(weights=values, mode=mode)
+    per_teacher, skips = load_teacher_utilities(labels, aggregate)
+    for name, skipped in skips.items():
+        report_skips(f"utilities ({name})", skipped)
+    utilities, rows_targets, skipped = mixed_training_utilities(per_teacher, mix.weights, mix.mode, targets)
+    report_skips("combined teachers", skipped)
+    console.print(f"targets from {len(per_teacher)} teachers ({mix.mode}): {list(per_teacher)}, weights {mix.weights or 'equal'}")
+    record = {"teachers": list(per_teacher), "weights": mix.weights, "mode": mix.mode, "targets": targets.model_dump()}
+    return utilities, rows_targets, record
+
+
+@app.command()
+def qrels(
+    from_utilities: Annotated[Path, typer.Option("--from-utilities", help="labels folder from `uae label`, or its nlls.parquet")],
+    out: Annotated[Path, typer.Option(help="qrels TSV to write, e.g. DATA/qrels/teacher_b.tsv (then `uae eval DATA --split teacher_b`)")],
+    grades: Annotated[int, typer.Option(help="highest grade G; helpful passages get 1..G")] = 3,
+    aggregate: Annotated[str, typer.Option(help="mean | max over several gold answers")] = "mean",
+    scheme: Annotated[str, typer.Option(help="quantile (within-query quantiles of positive utilities) | threshold")] = "quantile",
+    thresholds: Annotated[Optional[str], typer.Option(help="threshold scheme: G-1 increasing utilities (nats/token), comma-separated")] = None,
+    min_utility: Annotated[float, typer.Option(help="a passage is helpful when its utility exceeds this")] = 0.0,
+) -> None:
+    """Graded qrels from a teacher's utilities, to judge retrievers by a held-out teacher."""
+    from uae.cross_teacher import grade_histogram, graded_qrels, teacher_name, utilities_from_labels, write_qrels
+    from uae.pipeline import report_skips
+
+    def action():
+        if aggregate not in ("mean", "max"):
+            raise ValueError(f"--aggregate must be mean or max, got {aggregate!r}")
+        cuts = [float(t) for t in thresholds.split(",")] if thresholds else None
+        utilities, skipped = utilities_from_labels(from_utilities, aggregate)
+        report_skips("utilities", skipped)
+        judged, empty = graded_qrels(utilities, grades, scheme, cuts, min_utility)
+        report_skips("qrels", empty)
+        write_qrels(judged, out)
+        console.print(f"wrote {out}: {len(judged)} queries judged by {teacher_name(from_utilities)} ({scheme}, grades 0..{grades}); "
+                      f"passages per grade {grade_histogram(judged)}")
 
     _guarded(action)
 
@@ -265,7 +318,7 @@ def search(
         if as_json:
             payload = [{"query": q, "hits": [{"id": h.passage_id, "score": h.score, "text": texts[h.passage_id]} for h in hits]}
                        for q, hits in zip(query, results)]
-            console.print_json(json.dumps(payload))
+            typer.echo(json.dumps(payload, ensure_ascii=False))
             return
         for text, hits in zip(query, results):
             console.print(f"[bold]{text}")
@@ -322,9 +375,14 @@ def evaluate_command(
     rerank: Annotated[list[str], typer.Option(help="re-ranker METHOD:BACKEND over the base top-K, repeatable: "
                                               "upr:hf:<model>, judge:hf:<model>, rankgpt:hf:<model>, oracle:dirichlet")] = [],
     rerank_depth: Annotated[int, typer.Option(help="K: base-encoder passages each re-ranker re-scores")] = 20,
+    generate: Annotated[Optional[str], typer.Option(help="answer quality: a reader answers from each system's top-k: "
+                                                    "extractive (offline, not an LLM) | hf:<model> | openai:<base_url>")] = None,
+    generate_k: Annotated[int, typer.Option(help="--generate: passages given to the reader")] = 5,
+    generate_prompt: Annotated[Optional[str], typer.Option(help="--generate hf:/openai: prompt template with {context} and {question}")] = None,
+    max_new_tokens: Annotated[int, typer.Option(help="--generate hf:/openai: most tokens per answer")] = 32,
 ) -> None:
     """Compare BM25, the base encoder, the teacher oracle, trained models and LLM re-rankers on a split."""
-    from uae.config import EvalConfig, LabelingConfig, RunConfig
+    from uae.config import EvalConfig, GenerationConfig, LabelingConfig, RunConfig
     from uae.data.beir import read_dataset
     from uae.pipeline import stage_eval
     from uae.rerankers import load_reranker
@@ -336,7 +394,8 @@ def evaluate_command(
             if not sep or not Path(path).is_dir():
                 _fail(f"--system expects NAME=MODEL_DIR with an existing folder, got {item!r}")
             models[name] = Path(path)
-        config = RunConfig(data=str(data), out=str(out), base_model=base_model,
+        generation = GenerationConfig(backend=generate, k=generate_k, prompt=generate_prompt, max_new_tokens=max_new_tokens) if generate else None
+        config = RunConfig(data=str(data), out=str(out), base_model=base_model, generation=generation,
                            labeling=LabelingConfig(teacher=teacher), eval=EvalConfig(split=split, depth=depth))
         if rerank and not 1 <= rerank_depth <= depth:
             _fail(f"--rerank-depth must be between 1 and --depth ({depth}), got {rerank_depth}")

@@ -62,6 +62,22 @@ class EvalConfig(_Strict):
     significance: Literal["student", "fisher"] = "student"
 
 
+class GenerationConfig(_Strict):
+    """Answer quality in ``eval``: a reader answers each test question from each system's top-k."""
+
+    backend: str = Field("extractive", description="extractive | extractive:mode=sentence | hf:<model> | openai:<base_url>")
+    k: int = Field(5, ge=1, description="retrieved passages given to the reader")
+    prompt: str | None = Field(None, description="LM readers: template with {context} and {question} (default: uae.generators.DEFAULT_PROMPT)")
+    max_new_tokens: int = Field(32, ge=1, description="LM readers: most tokens generated per answer")
+
+
+class TeacherMixConfig(_Strict):
+    """How the utilities of several teachers become one target (``uae train --labels A --labels B``)."""
+
+    weights: list[float] | None = Field(None, description="one weight per teacher, in --labels order (default: equal)")
+    mode: Literal["mean_distribution", "mean_zscore"] = "mean_distribution"
+
+
 class RunConfig(_Strict):
     """Everything ``uae run`` needs; relative paths are resolved against the config file."""
 
@@ -75,6 +91,7 @@ class RunConfig(_Strict):
     targets: TargetsConfig = TargetsConfig()
     training: TrainingConfig = TrainingConfig()
     eval: EvalConfig = EvalConfig()
+    generation: GenerationConfig | None = Field(None, description="also score answers generated from each system's top-k")
 
     @property
     def out_dir(self) -> Path:

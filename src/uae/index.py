@@ -433,6 +433,7 @@ def _trained_ivfpq(config: IndexConfig, vectors: np.ndarray) -> tuple[faiss.Inde
             "use kind 'exact' or 'hnsw', or lower nlist/nbits"
         )
     index = faiss.index_factory(dimension, f"IVF{nlist},PQ{pq_m}x{config.nbits}", faiss.METRIC_INNER_PRODUCT)
+    index.do_polysemous_training = False  # only for Hamming-filtered search; costs minutes
     sample_size = min(count, config.train_size or 64 * needed)
     sample = np.random.default_rng(config.seed).choice(count, sample_size, replace=False) if sample_size < count else None
     index.train(vectors if sample is None else vectors[np.sort(sample)])

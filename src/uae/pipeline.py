@@ -26,7 +26,7 @@ from pathlib import Path
 from rich.console import Console
 
 from uae.bm25 import BM25Index
-from uae.config import RunConfig
+from uae.config import GenerationConfig, RunConfig
 from uae.data.beir import read_dataset
 from uae.data.schema import Dataset, Query, SkipReport
 from uae.data.tables import Pools, read_pools, write_pools
@@ -167,7 +167,7 @@ def rerank_runs(rerankers: dict[str, Reranker], dataset: Dataset, queries: Seque
         runs[name] = rerank_run(reranker, queries, first_stage, dataset.corpus, depth, progress=progress)
         stats = latency_summary(reranker.latencies)
         rows.append(f"| `{name}` | `{reranker.spec}` | {stats['queries']} | {stats['p50_ms']:.1f} | {stats['p95_ms']:.1f} "
-                    f"| {stats['mean_ms']:.1f} | {dict(reranker.repairs) or '-'} | {reranker.caveat() or '-'} |")
+                    f"| {stats['mean_ms']:.1f} | {', '.join(f'{k} {v}' for k, v in reranker.repairs.items()) or '-'} | {reranker.caveat() or '-'} |")
     section = "\n".join([
         f"Each re-ranker re-scores the base encoder's top-{depth}; passages below keep their first-stage order. "
         "Latency: wall time per query of the re-ranker alone (first stage excluded), on this machine.",
@@ -180,11 +180,13 @@ def rerank_runs(rerankers: dict[str, Reranker], dataset: Dataset, queries: Seque
 
 
 def stage_eval(config: RunConfig, dataset: Dataset, models: dict[str, Path], utilities, seconds_so_far: float = 0.0, progress: bool = True,
-               rerankers: dict[str, Reranker] | None = None, rerank_depth: int = 20) -> dict[str, dict[str, float]]:
+               rerankers: dict[str, Reranker] | None = None, rerank_depth: int = 20,
+               generation: GenerationConfig | None = None) -> dict[str, dict[str, float]]:
     """Evaluate BM25, the base encoder, the teacher oracle, every trained model and re-ranker; write the report.
 
     ``rerankers`` (``{system name: Reranker}``) re-rank the base encoder's top-``rerank_depth``;
-    their per-query latency goes into the report.
+    their per-query latency goes into the report. ``generation`` (default ``config.generation``)
+    adds answer quality: a reader answers from each system's top-k, Token F1 / EM join the table.
     """
     from uae.evaluation import compare, evaluate, print_table, write_metrics_json
     from uae.evaluation.report import plot_metric_bars, plot_training_loss, plot_utility_histogram, write_report
@@ -209,10 +211,16 @@ def stage_eval(config: RunConfig, dataset: Dataset, models: dict[str, Path], uti
 
     metrics = evaluate(qrels, runs)
     comparison = compare(qrels, runs, baseline=config.eval.baseline, test=config.eval.significance)
+    generation = generation or config.generation
+    answer_section = None
+    if generation is not None:
+        from uae.evaluation.generation import add_answer_quality
+
+        answer_section = add_answer_quality(generation, runs, queries, dataset.corpus, out / "generations", metrics, comparison, progress)
     write_metrics_json(out / "metrics.json", metrics)
     plots = {
         **({"Utility distribution (training pools)": plot_utility_histogram(pool_utilities(utilities), out / "utility_hist.png", f"u(d) = nll(a|q) - nll(a|q,d), teacher {oracle_teacher.name}")} if utilities else {}),
-        "Training loss": plot_training_loss({name: read_training_log(path) for name, path in models.items()}, out / "training_loss.png"),
+        **({"Training loss": plot_training_loss({name: read_training_log(path) for name, path in models.items()}, out / "training_loss.png")} if models else {}),
         "Metrics": plot_metric_bars(metrics, out / "metrics.png"),
     }
     intro = [
@@ -229,6 +237,8 @@ def stage_eval(config: RunConfig, dataset: Dataset, models: dict[str, Path], uti
         intro.insert(3, "Re-rankers: " + ", ".join(f"`{n}` (`{r.spec}`, base top-{rerank_depth})" for n, r in rerankers.items())
                      + "; latency and caveats in the Re-rankers section.")
         sections = {"Re-rankers": rerank_section, **sections}
+    if answer_section:
+        sections = {"Answer quality": answer_section, **sections}
     write_report(out, "UAE evaluation", intro, metrics, comparison, plots, extra_sections=sections)
     print_table(metrics, comparison)
     return metrics

@@ -24,5 +24,5 @@ def quickstart_config(data_dir: Path, out_dir: Path, steps: int | None = None) -
         out=str(out_dir),
         mining=MiningConfig(pool_size=16),
         labeling=LabelingConfig(teacher="dirichlet"),
-        training=TrainingConfig(steps=steps or 60, batch_size=8, train_pool_size=8, max_seq_length=64),
+        training=TrainingConfig(steps=steps or 30, batch_size=8, train_pool_size=8, max_seq_length=64),
     )

@@ -15,7 +15,7 @@ Queries whose utilities are all equal carry no signal; they are skipped and coun
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Literal
 
 import numpy as np
@@ -256,3 +256,130 @@ def build_targets(
         if query_id not in pools_order:
             skipped.add("no pool", query_id)
     return targets, skipped
+
+
+# ---- several teachers ------------------------------------------------------------------------
+
+CombineMode = Literal["mean_distribution", "mean_zscore"]
+"""How :func:`combine_teacher_utilities` merges teachers."""
+
+TeacherUtilities = Mapping[str, Mapping[str, Mapping[str, float]]]
+"""``{teacher: {query_id: {passage_id: utility}}}``."""
+
+
+def teacher_weights(teachers: Sequence[str], weights: Mapping[str, float] | Sequence[float] | None) -> np.ndarray:
+    """One non-negative weight per teacher, in ``teachers`` order (equal when ``weights`` is ``None``).
+
+    Raises:
+        ValueError: a count or name that does not match, a negative weight, or weights summing to 0.
+    """
+    if weights is None:
+        values = [1.0] * len(teachers)
+    elif isinstance(weights, Mapping):
+        if set(weights) != set(teachers):
+            raise ValueError(f"teacher weights name {sorted(weights)}, but the teachers are {list(teachers)}")
+        values = [float(weights[t]) for t in teachers]
+    else:
+        values = [float(w) for w in weights]
+        if len(values) != len(teachers):
+            raise ValueError(f"{len(values)} teacher weight(s) for {len(teachers)} teachers {list(teachers)}")
+    array = np.asarray(values, dtype=np.float64)
+    if not np.all(np.isfinite(array)) or np.any(array < 0) or array.sum() <= 0:
+        raise ValueError(f"teacher weights must be finite, non-negative and not all 0, got {values}")
+    return array / array.sum()
+
+
+def _teacher_rows(query_id: str, per_teacher: TeacherUtilities, names: list[str]) -> tuple[list[str], np.ndarray]:
+    """The query's passages (first teacher's order) and a ``[teacher, passage]`` utility matrix."""
+    order = list(per_teacher[names[0]][query_id])
+    for name in names[1:]:
+        if set(per_teacher[name][query_id]) != set(order):
+            raise ValueError(f"query {query_id!r}: teachers {names[0]!r} and {name!r} scored different passages; "
+                             "label the same pools with every teacher")
+    rows = np.array([[per_teacher[name][query_id][pid] for pid in order] for name in names], dtype=np.float64)
+    if not np.all(np.isfinite(rows)):
+        raise ValueError(f"query {query_id!r}: utilities must be finite")
+    return order, rows
+
+
+def _mean_distribution(rows: np.ndarray, weights: np.ndarray, config: TargetConfig) -> np.ndarray | None:
+    per_teacher = config.model_copy(update={"top_m": None})
+    uniform = np.full(rows.shape[1], 1.0 / rows.shape[1])
+    distributions = [target_distribution(row, per_teacher) for row in rows]
+    combined = weights @ np.stack([uniform if d is None else d for d in distributions])
+    final = config.model_copy(update={"tau_t": 1.0, "normalize": "none", "harmful_floor": None})
+    return target_distribution(np.log(np.maximum(combined, np.finfo(np.float64).tiny)), final)
+
+
+def _mean_zscore(rows: np.ndarray, weights: np.ndarray, config: TargetConfig) -> np.ndarray | None:
+    if config.harmful_floor is not None:
+        rows = np.maximum(rows, config.harmful_floor)
+    spread = rows.std(axis=1, keepdims=True)
+    constant = (rows.max(axis=1) - rows.min(axis=1) <= CONSTANT_ATOL)[:, None]
+    z = np.where(constant, 0.0, (rows - rows.mean(axis=1, keepdims=True)) / np.where(constant, 1.0, spread))
+    return target_distribution(weights @ z, config.model_copy(update={"harmful_floor": None}))
+
+
+def combine_teacher_utilities(
+    per_teacher: TeacherUtilities,
+    weights: Mapping[str, float] | Sequence[float] | None,
+    mode: CombineMode,
+    config: TargetConfig,
+) -> tuple[dict[str, dict[str, float]], SkipReport]:
+    """One target distribution per query from several teachers' utilities.
+
+    ``mean_distribution``: each teacher's ``p*_t`` (floor, z-normalisation, softmax at ``tau_t``
+    as in :func:`target_distribution`), then ``p* = sum_t w_t p*_t``. ``mean_zscore``: each
+    teacher's utilities floored and z-normalised over the pool, ``z = sum_t w_t z_t``, then
+    ``p* = softmax(z / tau_t)`` (``config.normalize="zscore"`` re-standardises ``z``). A teacher
+    whose utilities for a query are all equal has no preference there: a uniform ``p*_t``, or
+    ``z_t = 0``. In both modes ``top_m`` truncates the *combined* target. Weights are
+    normalised to sum to 1.
+
+    Args:
+        per_teacher: ``{teacher: {query_id: {passage_id: utility}}}``, at least one teacher.
+        weights: one per teacher (a sequence in ``per_teacher`` order, or a mapping by name);
+            ``None`` for equal weights.
+        mode: ``"mean_distribution"`` or ``"mean_zscore"``.
+        config: the transform of :class:`TargetConfig`.
+
+    Returns:
+        ``({query_id: {passage_id: probability}}, skip report)``, passages in the first teacher's
+        order. Skipped and counted: queries some teacher did not label ("not labeled by every
+        teacher") and queries whose combined target is constant ("constant combined utilities").
+
+    Raises:
+        ValueError: no teacher, bad weights, an unknown mode, teachers that scored different
+            passages for one query, or a non-finite utility.
+    """
+    names = list(per_teacher)
+    if not names:
+        raise ValueError("combine_teacher_utilities needs at least one teacher")
+    combine = {"mean_distribution": _mean_distribution, "mean_zscore": _mean_zscore}.get(mode)
+    if combine is None:
+        raise ValueError(f"mode must be 'mean_distribution' or 'mean_zscore', got {mode!r}")
+    w = teacher_weights(names, weights)
+    targets: dict[str, dict[str, float]] = {}
+    skipped = SkipReport()
+    for query_id in dict.fromkeys(qid for name in names for qid in per_teacher[name]):
+        if any(query_id not in per_teacher[name] for name in names):
+            skipped.add("not labeled by every teacher", query_id)
+            continue
+        order, rows = _teacher_rows(query_id, per_teacher, names)
+        target = combine(rows, w, config) if order else None
+        if target is None:
+            skipped.add("constant combined utilities", query_id)
+            continue
+        targets[query_id] = dict(zip(order, map(float, target)))
+    return targets, skipped
+
+
+def targets_as_utilities(targets: Mapping[str, Mapping[str, float]]) -> dict[str, dict[str, float]]:
+    """``log p`` of each target, so ``build_targets`` at ``tau_t=1`` (no floor, no z-score) gives ``p`` back.
+
+    ``softmax(log p) = p`` because ``p`` sums to 1; probabilities of 0 (top-m truncation) become
+    the log of the smallest positive float, so they come back as (at most) 1e-308. This is how
+    combined targets reach the training rows, which build targets from utilities.
+    """
+    tiny = np.finfo(np.float64).tiny
+    return {qid: {pid: float(np.log(max(p, tiny))) for pid, p in row.items()} for qid, row in targets.items()}

@@ -7,16 +7,18 @@ Construction
 ------------
 Fictional entities of five kinds (towns, scientists, companies, rivers, ships) get names
 built from random syllables, so no pretrained model can know anything about them. Each entity
-has 3-5 *facts* (relation, value): founding year, founder, population, birthplace, length,
-home port, ... Every value is a year, a number or a made-up name, and every value is unique
-in the whole corpus (no two facts share a value, no name word is reused).
+has 4-5 *facts* by default (relation, value): founding year, founder, population, birthplace,
+length, home port, ... Every value is a year, a number or a made-up name, and every value is
+unique in the whole corpus (no two facts share a value, no name word is reused, no name equals
+a template word), which the generator checks: each value occurs in exactly one passage.
 
 For each fact the corpus holds:
 
-- one **answer passage** that states the value but is phrased *unlike* the question: it
-  describes the event ("shepherds put up the first stone huts at X in 1742") instead of
-  naming the relation ("when was X founded"), so it shares little more than the entity name
-  with the question;
+- one **answer passage** that states the value. Most of its templates describe the event
+  ("shepherds put up the first stone huts at X in 1742") instead of naming the relation
+  ("when was X founded"), so they share little more than the entity with the question; about
+  one template in five does use the question's words ("X was founded in 1742 by ..."), so
+  the answer passage sometimes also looks like the question, as it does in real corpora;
 - one or two **distractor passages** about the same entity and relation that paraphrase the
   question heavily ("the founding of X is a matter of debate; nobody knows when X was
   founded") but never contain the value. Some mention an unrelated year (a fire, a refit),
@@ -28,9 +30,12 @@ distractor and background passages, some of them hedging on purpose) are mixed i
 positions, so that length (15-45 words), word order or a fixed phrase is not a shortcut.
 
 A similarity retriever therefore tends to rank a distractor first: it looks most like the
-question. A language model scoring the gold answer prefers the answer passage: only it makes
-the answer likely. The regularity a student can learn from utilities is real and general:
-for "when was X founded" the passage that narrates a settlement and carries a year helps, the
+question (all-MiniLM-L6-v2 puts the answer passage first for about a fifth of the questions,
+BM25 for fewer still; nearly all of their misses are passages about the right entity). A
+language model scoring the gold answer prefers the answer passage: only it makes the answer
+likely (the Dirichlet teacher, given the gold answer, ranks it first among MiniLM's top 16
+every time). The regularity a student can learn from utilities is real and general: for
+"when was X founded" the passage that narrates a settlement and carries a year helps, the
 passage that restates the question does not.
 
 Layout

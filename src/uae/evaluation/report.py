@@ -51,7 +51,10 @@ def print_table(
         table.add_column(name, justify="right")
     for row in rows:
         table.add_row(*row)
-    console = console or Console()
+    if console is None:
+        console = Console()
+        if not console.is_terminal:  # logs and pipes: wide enough that no cell is cut
+            console = Console(width=max(console.width, 40 + 16 * len(header)))
     console.print(table)
     console.print(legend(comparison))
     return table

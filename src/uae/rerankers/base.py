@@ -30,11 +30,17 @@ TOY_PARAMETERS = 50_000_000
 class Reranker(ABC):
     """Base class of every re-ranker; subclasses implement :meth:`rank`.
 
+    Args:
+        backend: The teacher that scores (``None`` for re-rankers without one); fitted on the
+            corpus by :meth:`prepare`.
+
     Attributes:
         name: Short method name (``upr``, ``rankgpt``, ``judge``, ``oracle``).
+        spec: The ``METHOD:BACKEND`` string it was built from (set by ``load_reranker``).
         upper_bound: ``True`` when the re-ranker reads the gold answer (not deployable).
         latencies: Seconds spent on each query by the last :meth:`rerank` call.
-        repairs: What was repaired so far (non-finite scores, unparsable output, ...), by kind.
+        repairs: What was repaired or cut so far (non-finite scores, unparsable output, truncated
+            passages, ...), by kind.
     """
 
     name: str = "reranker"

@@ -67,11 +67,12 @@ class ServerState:
 class _Scorer:
     """A causal LM and its tokenizer, scoring prompts one by one with a full forward pass."""
 
-    def __init__(self, model_dir: str) -> None:
+    def __init__(self, model_dir: str, tokenizer: str | None = None) -> None:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         local = Path(model_dir).is_dir()
-        self.tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=local)
+        tokenizer = tokenizer or model_dir
+        self.tokenizer = AutoTokenizer.from_pretrained(tokenizer, local_files_only=Path(tokenizer).is_dir())
         self.model = AutoModelForCausalLM.from_pretrained(model_dir, local_files_only=local).eval()
         self.context = int(self.model.config.max_position_embeddings)
         bos = self.tokenizer.bos_token_id
@@ -157,7 +158,8 @@ def _prompt_logprobs(scorer: _Scorer, ids: list[int], texts: list[str], log_prob
     return entries
 
 
-def create_app(model_dir: str, fail_first: int = 0, logprobs: bool = True, served_name: str | None = None) -> FastAPI:
+def create_app(model_dir: str, fail_first: int = 0, logprobs: bool = True, served_name: str | None = None,
+               tokenizer: str | None = None) -> FastAPI:
     """The FastAPI app serving ``model_dir``; ``app.state.server`` is its :class:`ServerState`.
 
     Args:
@@ -165,8 +167,9 @@ def create_app(model_dir: str, fail_first: int = 0, logprobs: bool = True, serve
         fail_first: Answer the first ``fail_first`` completion requests with HTTP 503.
         logprobs: When ``False``, never return log-probs (a server that cannot score prompts).
         served_name: The model name in ``/v1/models``; defaults to ``model_dir``.
+        tokenizer: A separate tokenizer folder or name; defaults to the model's.
     """
-    scorer = _Scorer(model_dir)
+    scorer = _Scorer(model_dir, tokenizer)
     name = served_name or str(model_dir)
     state = ServerState()
     app = FastAPI(title="uae testing completions server")
@@ -222,7 +225,7 @@ def serve(model_dir: str, host: str = "127.0.0.1", port: int = 0, **options: Any
         model_dir: The causal LM to serve.
         host: Interface to bind.
         port: Port; ``0`` picks a free one.
-        **options: ``fail_first``, ``logprobs``, ``served_name`` (see :func:`create_app`).
+        **options: ``fail_first``, ``logprobs``, ``served_name``, ``tokenizer`` (see :func:`create_app`).
 
     Yields:
         The running server; it is stopped when the block exits.
@@ -259,8 +262,9 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--fail-first", type=int, default=0)
     parser.add_argument("--no-logprobs", action="store_true")
+    parser.add_argument("--tokenizer", help="a separate tokenizer folder or name")
     args = parser.parse_args()
-    app = create_app(args.model_dir, fail_first=args.fail_first, logprobs=not args.no_logprobs)
+    app = create_app(args.model_dir, fail_first=args.fail_first, logprobs=not args.no_logprobs, tokenizer=args.tokenizer)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
 
 

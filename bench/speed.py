@@ -1,0 +1,463 @@
+"""Query latency: UAE (one MiniLM encoding + one FAISS search) against LLM re-rankers over the top-K.
+
+UAE side: the packaged all-MiniLM-L6-v2 encodes the real query text at batch 1 (the torch
+thread count is measured and the faster one used), then FAISS searches an index of random unit
+vectors (384-d; search time does not depend on the vectors' values, only the recall of
+approximate indexes does, and random vectors are the hardest case for them). Index kinds: exact
+inner product (``IndexFlatIP``), exact scan over fp16- and int8-quantised vectors
+(``IndexScalarQuantizer``), and, with ``--hnsw``, HNSW. Each kind's recall@K against the exact
+index is measured on the same queries; the headline uses the fastest kind whose recall@K is at
+least 0.95.
+
+Re-ranker side: UPR, the pointwise judge and RankGPT (``uae.rerankers``) re-rank K passages of
+about 200 tokens (real SQuAD paragraphs, cut or joined to 200 tokens) with a Qwen2-0.5B-shaped
+LLM at random weights: hidden 896, 24 layers, 14 heads, 2 KV heads, intermediate 4864, vocab
+151936, tied embeddings (``--quick``: the same widths, 2 layers). Text is tokenised with the
+packaged MiniLM tokenizer (no hub download); its ids lie inside the model's vocabulary and the LM
+head still projects onto all 151936 entries where it is applied. float32 and bfloat16, and 1 or 2
+torch threads, are timed on the same forward first and the fastest combination is used. RankGPT
+generates the length of a complete ordering ``[1] > ... > [m]`` plus 2 tokens per window (random
+weights never stop early, so every window writes that many).
+
+Latency of a re-ranker is its own wall time per query (first stage excluded, which favours the
+re-rankers); the ratio is re-ranker p50 / UAE p50, both measured in this run.
+
+    python bench/speed.py --quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import datetime as dt
+import json
+import os
+import platform
+import shlex
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+import numpy as np  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+SQUAD = Path("/work/shared/data/squad/squad-v1.1-dev-part1.json")
+FULL = {"hidden_size": 896, "num_hidden_layers": 24, "num_attention_heads": 14, "num_key_value_heads": 2,
+        "intermediate_size": 4864, "vocab_size": 151936}
+QUICK = {**FULL, "num_hidden_layers": 2}
+PASSAGE_TOKENS = 200
+MIN_RECALL = 0.95
+METHODS = ("upr", "judge", "rankgpt")
+
+
+# ---- machine and text -------------------------------------------------------------------------
+
+
+def machine() -> dict:
+    """Cores, CPU model, library versions and the load average (the cores are shared)."""
+    import faiss
+    import torch
+    import transformers
+
+    cpu = platform.processor() or "unknown"
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return {"cores": os.cpu_count(), "cpu": cpu, "torch": torch.__version__, "transformers": transformers.__version__,
+            "faiss": faiss.__version__, "load_average": os.getloadavg()[0]}
+
+
+def load_text() -> tuple[list[str], list[str], str]:
+    """Questions and paragraphs of SQuAD v1.1 dev (part 1) when present, else the synthetic quickstart set."""
+    if SQUAD.is_file():
+        articles = json.loads(SQUAD.read_text(encoding="utf-8"))["data"]
+        paragraphs = [p["context"] for a in articles for p in a["paragraphs"]]
+        questions = [qa["question"] for a in articles for p in a["paragraphs"] for qa in p["qas"]]
+        return questions, paragraphs, f"SQuAD v1.1 dev part 1 ({SQUAD})"
+    from uae.data.synthetic import make_quickstart_dataset
+
+    dataset = make_quickstart_dataset()
+    return [q.text for q in dataset.queries.values()], dataset.corpus.texts, "the synthetic quickstart set (SQuAD absent)"
+
+
+def passages_of_tokens(paragraphs: list[str], tokenizer, count: int, tokens: int = PASSAGE_TOKENS) -> list[str]:
+    """``count`` passages of ``tokens`` tokens: consecutive paragraphs joined, then cut at a token boundary."""
+    out, buffer, i = [], "", 0
+    while len(out) < count:
+        buffer = (buffer + " " + paragraphs[i % len(paragraphs)]).strip()
+        i += 1
+        encoded = tokenizer(buffer, add_special_tokens=False, return_offsets_mapping=True)
+        if len(encoded["input_ids"]) >= tokens:
+            out.append(buffer[: encoded["offset_mapping"][tokens - 1][1]])
+            buffer = ""
+    return out
+
+
+def percentiles(seconds: list[float]) -> dict:
+    values = np.asarray(seconds, dtype=float)
+    return {"n": len(values), "p50": float(np.percentile(values, 50)), "p95": float(np.percentile(values, 95)),
+            "mean": float(values.mean())}
+
+
+# ---- UAE --------------------------------------------------------------------------------------
+
+
+class QueryEncoder:
+    """MiniLM at batch 1 under ``torch.inference_mode``: tokenise, forward, mean-pool, normalise.
+
+    The same computation as ``SentenceTransformer.encode`` (checked on the first query) without its
+    per-call bookkeeping.
+    """
+
+    def __init__(self) -> None:
+        from uae.encoders import load_encoder
+
+        self.model = load_encoder("minilm", device="cpu")
+        self.backbone, self.tokenizer = self.model[0].auto_model, self.model.tokenizer
+
+    def __call__(self, text: str) -> np.ndarray:
+        import torch
+
+        with torch.inference_mode():
+            batch = self.tokenizer([text], return_tensors="pt", truncation=True, max_length=self.model.max_seq_length)
+            hidden = self.backbone(**batch).last_hidden_state
+            mask = batch["attention_mask"][..., None]
+            vector = (hidden * mask).sum(1) / mask.sum(1)
+            return torch.nn.functional.normalize(vector, dim=-1).numpy()
+
+    def check(self, text: str) -> float:
+        """Largest absolute difference from ``SentenceTransformer.encode`` on ``text``."""
+        reference = self.model.encode([text], normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
+        return float(np.abs(self(text) - reference).max())
+
+
+def build_indexes(size: int, dim: int, hnsw: bool, seed: int = 0) -> dict:
+    """Random unit vectors in an exact index, fp16/int8 scalar-quantised exact scans and, optionally, HNSW."""
+    import faiss
+
+    rng = np.random.default_rng(seed)
+    vectors = rng.standard_normal((size, dim), dtype=np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    indexes = {"exact (IndexFlatIP, fp32)": faiss.IndexFlatIP(dim)}
+    for name, kind in (("exact scan, fp16 vectors (SQfp16)", faiss.ScalarQuantizer.QT_fp16),
+                       ("exact scan, int8 vectors (SQ8)", faiss.ScalarQuantizer.QT_8bit)):
+        indexes[name] = faiss.IndexScalarQuantizer(dim, kind, faiss.METRIC_INNER_PRODUCT)
+    if hnsw:
+        index = faiss.IndexHNSWFlat(dim, 32, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction, index.hnsw.efSearch = 40, 128
+        indexes["HNSW (M=32, efSearch=128)"] = index
+    for index in indexes.values():
+        if not index.is_trained:
+            index.train(vectors[:20_000])
+        index.add(vectors)
+    return indexes
+
+
+def time_thread_settings(encode: QueryEncoder, questions: list[str]) -> dict[int, float]:
+    """Mean batch-1 encoding time at 1 and 2 torch threads."""
+    import torch
+
+    times = {}
+    for threads in (1, 2):
+        torch.set_num_threads(threads)
+        for q in questions[:3]:
+            encode(q)
+        started = time.perf_counter()
+        for q in questions:
+            encode(q)
+        times[threads] = (time.perf_counter() - started) / len(questions)
+    return times
+
+
+def time_uae(encode: QueryEncoder, indexes: dict, questions: list[str], k: int) -> dict:
+    """Per query: one encoding, then a batch-1 search of every index; latency = encoding + search."""
+    encode_s, search_s, found = [], {name: [] for name in indexes}, {name: [] for name in indexes}
+    for q in questions[:3]:
+        vector = encode(q)
+        for index in indexes.values():
+            index.search(vector, k)
+    for q in questions:
+        started = time.perf_counter()
+        vector = encode(q)
+        encode_s.append(time.perf_counter() - started)
+        for name, index in indexes.items():
+            started = time.perf_counter()
+            _, rows = index.search(vector, k)
+            search_s[name].append(time.perf_counter() - started)
+            found[name].append(set(rows[0].tolist()))
+    exact = found[next(iter(indexes))]
+    rows = {}
+    for name in indexes:
+        recall = float(np.mean([len(f & e) / k for f, e in zip(found[name], exact)]))
+        rows[name] = {**percentiles([a + b for a, b in zip(encode_s, search_s[name])]), "recall": recall,
+                      "search_p50": float(np.percentile(search_s[name], 50))}
+    rows["_encode"] = percentiles(encode_s)
+    return rows
+
+
+# ---- LLM re-rankers ---------------------------------------------------------------------------
+
+
+def build_llm(folder: Path, shape: dict) -> Path:
+    """Save a random-weight Qwen2 causal LM of ``shape`` (stored in bf16) with the MiniLM tokenizer."""
+    import torch
+    from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
+
+    from uae.encoders import packaged_minilm_path
+
+    tokenizer = AutoTokenizer.from_pretrained(packaged_minilm_path(), local_files_only=True)
+    config = Qwen2Config(**shape, max_position_embeddings=32768, tie_word_embeddings=True,
+                         bos_token_id=None, eos_token_id=None, pad_token_id=tokenizer.pad_token_id)
+    torch.manual_seed(0)
+    Qwen2ForCausalLM(config).to(torch.bfloat16).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def run_llm(args, setup: dict, questions: list[str], paragraphs: list[str], depths: list[int]) -> dict:
+    """Build the LLM, choose dtype and threads, then time each re-ranker at each K within the time budget."""
+    from uae.teachers.hf import HFTeacher
+
+    with tempfile.TemporaryDirectory() as folder:
+        started = time.perf_counter()
+        model_dir = build_llm(Path(folder) / "llm", setup["shape"])
+        teacher = HFTeacher(str(model_dir), dtype="float32", batch_tokens=8192, device="cpu")
+        print(f"LLM built and loaded in {time.perf_counter() - started:.0f} s")
+    setup["parameters"] = sum(p.numel() for p in teacher.model.parameters())
+    passages = passages_of_tokens(paragraphs, teacher.tokenizer, max(depths) * setup["llm_queries"])
+    setup["dtype_times"], setup["dtype"] = choose_dtype_and_threads(teacher, passages)
+    print(f"dtype/threads: {setup['dtype_times']} -> {setup['dtype']}")
+    rerankers = make_rerankers(teacher)
+    deadline = time.perf_counter() + setup["budget_s"]
+    llm: dict = {}
+    for k in depths:
+        for method in args.methods:
+            projected = projected_seconds(method, k, llm)
+            if projected is not None and time.perf_counter() + projected > deadline:
+                llm[(method, k)] = {"n": 0}
+                print(f"  {method} K={k}: skipped, it would not finish within the {setup['budget_s']:.0f} s budget")
+                continue
+            row = time_reranker(rerankers[method], questions, passages, k, setup["llm_queries"], setup["row_budget_s"], deadline)
+            llm[(method, k)] = row
+            print(f"  {method} K={k}: p50 {row['p50']:.2f} s, p95 {row['p95']:.2f} s over {row['n']} queries; "
+                  f"repairs {row['repairs']}", flush=True)
+    return llm
+
+
+def choose_dtype_and_threads(teacher, passages: list[str]) -> tuple[dict, tuple]:
+    """Time one backbone forward of 4 passages at fp32/bf16 x 1/2 threads; return the times and the fastest."""
+    import torch
+
+    ids = teacher.tokenizer(passages[:4], add_special_tokens=False, return_tensors="pt", padding=True)
+    times = {}
+    for dtype in (torch.float32, torch.bfloat16):
+        teacher.model.to(dtype)
+        for threads in (2, 1):
+            torch.set_num_threads(threads)
+            with torch.inference_mode():
+                teacher.model.base_model(input_ids=ids["input_ids"][:1, :32])  # warm-up
+                started = time.perf_counter()
+                teacher.model.base_model(**ids)
+                times[(str(dtype).removeprefix("torch."), threads)] = time.perf_counter() - started
+    best = min(times, key=times.get)
+    teacher.model.to(getattr(torch, best[0]))
+    teacher.dtype = getattr(torch, best[0])
+    torch.set_num_threads(best[1])
+    return times, best
+
+
+def make_rerankers(teacher) -> dict:
+    """UPR, judge and RankGPT on one loaded model (shallow teacher copies carry each method's templates)."""
+    from uae.rerankers.judge import JUDGE_TEMPLATES, JudgeReranker
+    from uae.rerankers.lm import HFGenerator
+    from uae.rerankers.rankgpt import RankGPTReranker
+    from uae.rerankers.upr import UPR_TEMPLATES, UPRReranker
+
+    upr_teacher, judge_teacher = copy.copy(teacher), copy.copy(teacher)
+    upr_teacher.templates, judge_teacher.templates = UPR_TEMPLATES, JUDGE_TEMPLATES
+    return {"upr": UPRReranker(upr_teacher), "judge": JudgeReranker(judge_teacher),
+            "rankgpt": RankGPTReranker(HFGenerator(teacher), window=20, step=10)}
+
+
+def time_reranker(reranker, questions: list[str], passages: list[str], k: int, n_queries: int, budget_s: float, deadline: float) -> dict:
+    """Warm up on 2 passages, then re-rank ``k`` passages per query until ``n_queries``, the row's budget or the deadline."""
+    from uae.data.schema import Corpus, Passage, Query
+    from uae.retrieval_types import Hit
+
+    corpus = Corpus(Passage(f"p{i}", text) for i, text in enumerate(passages))
+    reranker.rerank([Query("warm", questions[-1])], [[Hit("p0", 1.0), Hit("p1", 0.5)]], corpus, 2)
+    reranker.repairs.clear()
+    latencies, started = [], time.perf_counter()
+    for n in range(n_queries):
+        hits = [Hit(f"p{(n * k + j) % len(passages)}", 1.0 - j / k) for j in range(k)]
+        reranker.rerank([Query(f"q{n}", questions[n])], [hits], corpus, k)
+        latencies.extend(reranker.latencies)
+        print(f"    {reranker.name} K={k} query {n + 1}: {latencies[-1]:.1f} s", flush=True)
+        now = time.perf_counter()
+        if now - started + latencies[-1] > budget_s or now + latencies[-1] > deadline:
+            break
+    return {**percentiles(latencies), "repairs": dict(reranker.repairs)}
+
+
+def projected_seconds(method: str, k: int, done: dict) -> float | None:
+    """First-query time of ``(method, k)`` projected from the same method at a smaller K (None if none ran).
+
+    UPR and the judge grow linearly with K; RankGPT with its number of windows.
+    """
+    from uae.rerankers.rankgpt import window_spans
+
+    smaller = [(kk, row) for (m, kk), row in done.items() if m == method and kk < k and row.get("n")]
+    if not smaller:
+        return None
+    kk, row = max(smaller, key=lambda item: item[0])
+    if method == "rankgpt":
+        return row["p50"] * len(window_spans(k, 20, 10)) / len(window_spans(kk, 20, 10))
+    return row["p50"] * k / kk
+
+
+# ---- report -----------------------------------------------------------------------------------
+
+
+def headline_uae(uae: dict) -> str:
+    """Fastest index kind (by p50) whose recall@K against exact is at least ``MIN_RECALL``."""
+    eligible = [name for name, row in uae.items() if not name.startswith("_") and row["recall"] >= MIN_RECALL]
+    return min(eligible, key=lambda name: uae[name]["p50"])
+
+
+def report(command: str, info: dict, args, setup: dict, uae: dict, llm: dict, end_load: float) -> str:
+    best = headline_uae(uae)
+    base = uae[best]["p50"]
+    uae_rows = [
+        f"| {name}{' **(headline)**' if name == best else ''} | {row['recall']:.3f} | {row['search_p50'] * 1e3:.2f} | "
+        f"{row['p50'] * 1e3:.2f} | {row['p95'] * 1e3:.2f} | {1 / row['mean']:.1f} |"
+        for name, row in uae.items() if not name.startswith("_")
+    ]
+    llm_rows = [
+        f"| {method} | {k} | {row['n']} | {row['p50']:.1f} | {row['p95']:.1f} | {1 / row['mean']:.4f} | **{row['p50'] / base:,.0f}x** | "
+        f"{', '.join(f'{kind} {count}' for kind, count in row['repairs'].items()) or '-'} |"
+        if row["n"] else f"| {method} | {k} | 0 | - | - | - | not measured: would overrun the {setup['budget_s']:.0f} s budget | - |"
+        for (method, k), row in llm.items()
+    ]
+    dtype_times = ", ".join(f"{d} x {t} thread{'s' if t > 1 else ''}: {s:.2f} s" for (d, t), s in setup["dtype_times"].items())
+    lines = [
+        f"\n## Query latency: UAE vs LLM re-rankers (bench/speed.py{' --quick' if args.quick else ''}), {dt.date.today().isoformat()}\n",
+        f"Command: `{command}`  ",
+        f"Machine: {info['cores']} cores ({info['cpu']}), torch {info['torch']}, transformers {info['transformers']}, "
+        f"faiss {info['faiss']}, CPU only. **The 2 cores were shared with other engineers' jobs during this run** (load "
+        f"average {info['load_average']:.1f} at the start, {end_load:.1f} at the end), so absolute times are inflated and "
+        "noisy; every ratio below is between numbers measured in this same run.\n",
+        f"**UAE**: all-MiniLM-L6-v2 encodes the real query text at batch 1 ({setup['encoder']}; torch threads "
+        f"{setup['encoder_threads']}, measured: " + ", ".join(f"{t}: {s * 1e3:.1f} ms" for t, s in setup['thread_times'].items())
+        + f"; FAISS threads 1), then one FAISS search for the top-{setup['k']} in an index of "
+        f"{args.index_size:,} **random unit vectors** (384-d). {setup['uae_queries']} timed queries from {setup['text']}. "
+        f"Recall@{setup['k']} is against the exact index on the same queries; the headline is the fastest kind with "
+        f"recall >= {MIN_RECALL}. Encoding alone: p50 {uae['_encode']['p50'] * 1e3:.2f} ms.\n",
+        f"| index ({args.index_size:,} vectors) | recall@{setup['k']} vs exact | search p50 ms | encode+search p50 ms | p95 ms | queries/s |",
+        "|---|---:|---:|---:|---:|---:|",
+        *uae_rows,
+        "",
+        f"**LLM re-rankers** over the top-K, passages of {PASSAGE_TOKENS} tokens ({setup['text']}): Qwen2 architecture, "
+        f"{setup['shape']['num_hidden_layers']} layers, hidden {setup['shape']['hidden_size']}, "
+        f"{setup['shape']['num_attention_heads']} heads / {setup['shape']['num_key_value_heads']} KV heads, intermediate "
+        f"{setup['shape']['intermediate_size']}, vocab {setup['shape']['vocab_size']} ({setup['parameters'] / 1e6:.0f}M "
+        "parameters), **random weights; timing does not depend on weight values**"
+        + (" (**--quick: 2 layers instead of 24**, so these re-ranker times are far below the 0.5B model's)" if args.quick else "")
+        + f". Text tokenised with the packaged MiniLM tokenizer. dtype and threads chosen by timing one forward of 4 "
+        f"passages: {dtype_times}; used **{setup['dtype'][0]}, {setup['dtype'][1]} thread(s)**. UPR: one batched forward, "
+        "LM head on the question tokens only; judge: one batched forward, LM head at the last position only; RankGPT: "
+        f"window 20, step 10, greedy generation of the full ordering's length + 2 tokens per window. Latency is the "
+        f"re-ranker's own time per query (first stage excluded), after one untimed warm-up call. Timed queries per row: up "
+        f"to {setup['llm_queries']}, fewer when the row's {setup['row_budget_s']:.0f} s or the run's {setup['budget_s']:.0f} s "
+        "budget ran out (with n <= 3, p95 is close to the maximum)."
+        + (" The random-weight model writes no usable RankGPT ordering, so the parser appends the missing ids (see "
+           "repairs); generation still runs to its bound, as long as a compliant model's full ordering."
+           if any("missing_id" in row.get("repairs", {}) for row in llm.values()) else "") + "\n",
+        "| re-ranker | K | timed queries | p50 s | p95 s | queries/s | p50 / UAE p50 | repairs (parser, truncation) |",
+        "|---|---:|---:|---:|---:|---:|---:|---|",
+        *llm_rows,
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def result_line(args, uae: dict, llm: dict) -> str:
+    best = headline_uae(uae)
+    base = uae[best]["p50"]
+    parts = [f"UAE p50 {base * 1e3:.1f} ms ({best}, {args.index_size:,} vectors)"]
+    for (method, k), row in llm.items():
+        parts.append(f"{method}@{k} p50 {row['p50']:.1f} s ({row['p50'] / base:,.0f}x)" if row["n"] else f"{method}@{k} not measured")
+    k20 = [row["p50"] for (method, k), row in llm.items() if k == 20 and row["n"]]
+    cheapest = f"; cheapest re-ranker at K=20 / UAE = {min(k20) / base:,.0f}x" if k20 else ""
+    return f"RESULT: speed{' (quick, 2-layer LLM)' if args.quick else ''}: " + ", ".join(parts) + cheapest
+
+
+# ---- main -------------------------------------------------------------------------------------
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Per-query latency of UAE against LLM re-rankers.")
+    parser.add_argument("--quick", action="store_true", help="2-layer LLM, K=20 only, fewer queries (< 2 minutes)")
+    parser.add_argument("--index-size", type=int, default=100_000, help="vectors in the FAISS index")
+    parser.add_argument("--uae-queries", type=int, help="timed UAE queries (default 200, quick 40)")
+    parser.add_argument("--llm-queries", type=int, help="timed queries per re-ranker row at most (default 3, quick 1)")
+    parser.add_argument("--row-budget-s", type=float, help="no new query in a row after this many seconds (default 150, quick 30)")
+    parser.add_argument("--budget-s", type=float, help="time for all re-ranker rows; a row that would overrun it is "
+                        "skipped and reported as such (default 840, quick 60)")
+    parser.add_argument("--depths", type=int, nargs="+", help="K values (default 20 50, quick 20)")
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    parser.add_argument("--hnsw", action="store_true", help="also build and time an HNSW index (slow to build here)")
+    parser.add_argument("--no-write", action="store_true", help="do not append to BENCHMARKS.md")
+    args = parser.parse_args()
+    depths = args.depths or ([20] if args.quick else [20, 50])
+    setup = {"k": depths[0], "uae_queries": args.uae_queries or (40 if args.quick else 200),
+             "llm_queries": args.llm_queries or (1 if args.quick else 3),
+             "row_budget_s": args.row_budget_s or (30.0 if args.quick else 150.0),
+             "budget_s": args.budget_s or (60.0 if args.quick else 840.0), "shape": QUICK if args.quick else FULL}
+
+    command = "python " + " ".join(shlex.quote(a) for a in [os.path.relpath(__file__, ROOT), *sys.argv[1:]])
+    info = machine()
+    print(f"command: {command}")
+    print(f"machine: {info['cores']} cores ({info['cpu']}), torch {info['torch']}, transformers {info['transformers']}, "
+          f"faiss {info['faiss']}, load average {info['load_average']:.1f} (shared machine)")
+    questions, paragraphs, setup["text"] = load_text()
+
+    uae = run_uae(args, setup, questions, depths[0])
+    llm = run_llm(args, setup, questions, paragraphs, depths)
+    text = report(command, info, args, setup, uae, llm, os.getloadavg()[0])
+    print(text)
+    if not args.no_write:
+        with open(ROOT / "BENCHMARKS.md", "a", encoding="utf-8") as handle:
+            if handle.tell() == 0:
+                handle.write("# Benchmarks\n\nWritten by the scripts under bench/; each section is one run.\n")
+            handle.write(text)
+    print(result_line(args, uae, llm))
+
+
+def run_uae(args, setup: dict, questions: list[str], k: int) -> dict:
+    import faiss
+
+    faiss.omp_set_num_threads(1)
+    encode = QueryEncoder()
+    setup["encoder"] = f"direct forward under inference_mode, max abs diff to SentenceTransformer.encode {encode.check(questions[0]):.1e}"
+    setup["thread_times"] = time_thread_settings(encode, questions[:8])
+    setup["encoder_threads"] = min(setup["thread_times"], key=setup["thread_times"].get)
+    import torch
+
+    torch.set_num_threads(setup["encoder_threads"])
+    started = time.perf_counter()
+    indexes = build_indexes(args.index_size, encode.backbone.config.hidden_size, args.hnsw)
+    print(f"indexes built in {time.perf_counter() - started:.0f} s; encoder threads {setup['encoder_threads']}")
+    uae = time_uae(encode, indexes, questions[: setup["uae_queries"]], k)
+    for name, row in uae.items():
+        print(f"  UAE {name}: p50 {row['p50'] * 1e3:.2f} ms, p95 {row['p95'] * 1e3:.2f} ms"
+              + (f", recall {row['recall']:.3f}" if "recall" in row else ""))
+    return uae
+
+
+if __name__ == "__main__":
+    main()

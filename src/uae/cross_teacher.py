@@ -1,0 +1,304 @@
+"""Judging retrievers by another teacher: graded qrels from utilities, and the cross-teacher measures.
+
+The critical test of UAE: a student trained on teacher A's utilities should keep its advantage
+when utility is judged by a held-out teacher B of another model family. This module turns any
+teacher's labels into what evaluation consumes, and holds the measures of the test:
+
+- :func:`graded_qrels`: per query, passages with a positive utility (``u > min_utility``) get
+  grades ``1..G``, the others 0. Two schemes:
+
+  * ``quantile`` (default): within-query quantiles of the positive utilities. With ``n``
+    positive passages and ``r`` the number of positives whose utility is ``<=`` a passage's
+    (so ties share a grade), ``grade = ceil(G * r / n)``: the most helpful passage always gets
+    ``G``, and grades are comparable across queries whose utilities differ in scale (utilities
+    are nats per answer token, and their spread depends on the teacher and the question).
+  * ``threshold``: fixed cut points ``t_1 < ... < t_{G-1}`` in nats per answer token;
+    ``grade = 1 + #{j : u >= t_j}``. Comparable in absolute terms, but depends on the teacher's
+    scale.
+
+  Queries without a positive utility stay in the qrels with grades 0 (evaluation leaves them
+  out and counts them).
+- :func:`utility_ndcg`: nDCG@k whose gains are the teacher's positive utilities themselves
+  (``max(u, 0)``, linear gain, log2 discount), the ideal ranking being the teacher's pool sorted
+  by utility; passages outside the teacher's pool have gain 0 (unjudged).
+- :func:`pool_kendall_tau`: Kendall's tau-b between a student's scores and a teacher's
+  utilities over each query's pool.
+- :func:`load_teacher_utilities` and :func:`mixed_training_utilities`: several teachers'
+  labels into one set of training targets (``uae train --labels A --labels B``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from uae.data.schema import Corpus, Qrels, Query, SkipReport
+
+GradeScheme = Literal["quantile", "threshold"]
+Utilities = dict[str, dict[str, float]]
+"""``{query_id: {passage_id: utility}}``."""
+
+
+# ---- teachers' labels -------------------------------------------------------------------------
+
+
+def teacher_name(labels: str | os.PathLike) -> str:
+    """The teacher recorded in a labels folder's ``manifest.json`` (or beside ``nlls.parquet``); else the path."""
+    path = Path(labels)
+    manifest = (path if path.is_dir() else path.parent) / "manifest.json"
+    if manifest.is_file():
+        teacher = json.loads(manifest.read_text()).get("teacher", {})
+        if isinstance(teacher, dict) and teacher.get("teacher"):
+            return str(teacher["teacher"])
+    return str(path)
+
+
+def utilities_from_labels(labels: str | os.PathLike, aggregate: Literal["mean", "max"] = "mean") -> tuple[Utilities, SkipReport]:
+    """Utilities from a labels folder or an ``nlls.parquet`` file (see :func:`uae.targets.utilities_from_nlls`)."""
+    from uae.labeling import read_labels
+    from uae.targets import utilities_from_nlls
+
+    return utilities_from_nlls(read_labels(labels), aggregate)
+
+
+def load_teacher_utilities(paths: Sequence[str | os.PathLike], aggregate: Literal["mean", "max"] = "mean") -> tuple[dict[str, Utilities], dict[str, SkipReport]]:
+    """``{teacher: utilities}`` for several labels folders, in order; a repeated name gets ``#2``, ``#3``.
+
+    Returns:
+        The utilities and, per teacher, what :func:`uae.targets.utilities_from_nlls` skipped.
+    """
+    per_teacher: dict[str, Utilities] = {}
+    skipped: dict[str, SkipReport] = {}
+    for path in paths:
+        name = base = teacher_name(path)
+        copy = 2
+        while name in per_teacher:
+            name, copy = f"{base}#{copy}", copy + 1
+        per_teacher[name], skipped[name] = utilities_from_labels(path, aggregate)
+    return per_teacher, skipped
+
+
+def mixed_training_utilities(per_teacher: Mapping[str, Utilities], weights: Sequence[float] | None, mode: str, targets):
+    """Training input for several teachers: combined targets as ``log p``, and the targets config that reproduces them.
+
+    :func:`uae.training.build_training_rows` builds targets from utilities with a targets config;
+    this returns ``log p*`` of the combined target (:func:`uae.targets.combine_teacher_utilities`
+    without top-m) and a config at ``tau_t=1`` with no floor or z-score and the original
+    ``top_m``, so the rows hold exactly the combined ``p*`` (``softmax(log p) = p``) truncated
+    as asked. For ``margin_mse`` the rows then hold ``log p*``, whose margins are the combined
+    utilities' margins divided by ``tau_t``.
+
+    Args:
+        per_teacher: ``{teacher: utilities}``.
+        weights: one per teacher, in order; ``None`` for equal weights.
+        mode: ``"mean_distribution"`` or ``"mean_zscore"``.
+        targets: a :class:`uae.config.TargetsConfig`.
+
+    Returns:
+        ``(utilities, targets config, skip report)``.
+    """
+    from uae.targets import TargetConfig, combine_teacher_utilities, targets_as_utilities
+
+    config = TargetConfig(**targets.model_dump())
+    combined, skipped = combine_teacher_utilities(per_teacher, weights, mode, config.model_copy(update={"top_m": None}))
+    rows_config = targets.model_copy(update={"tau_t": 1.0, "normalize": "none", "harmful_floor": None})
+    return targets_as_utilities(combined), rows_config, skipped
+
+
+# ---- graded qrels -----------------------------------------------------------------------------
+
+
+def _quantile_grades(positive: dict[str, float], grades: int) -> dict[str, int]:
+    values = sorted(positive.values())
+    n = len(values)
+    return {pid: -(-grades * _count_at_most(values, u) // n) for pid, u in positive.items()}
+
+
+def _count_at_most(sorted_values: list[float], value: float) -> int:
+    import bisect
+
+    return bisect.bisect_right(sorted_values, value)
+
+
+def grade_query(utilities: Mapping[str, float], grades: int = 3, scheme: GradeScheme = "quantile",
+                thresholds: Sequence[float] | None = None, min_utility: float = 0.0) -> dict[str, int]:
+    """Grades ``0..grades`` of one query's passages (see the module docstring for the schemes)."""
+    positive = {pid: float(u) for pid, u in utilities.items() if u > min_utility}
+    graded = dict.fromkeys(utilities, 0)
+    if scheme == "quantile":
+        graded.update(_quantile_grades(positive, grades) if positive else {})
+    else:
+        cuts = list(thresholds or [])
+        graded.update({pid: 1 + sum(u >= t for t in cuts) for pid, u in positive.items()})
+    return graded
+
+
+def check_grading(grades: int, scheme: str, thresholds: Sequence[float] | None, min_utility: float) -> None:
+    """Refuse settings that cannot grade.
+
+    Raises:
+        ValueError: ``grades < 1``, an unknown scheme, or thresholds that are not ``grades - 1``
+            increasing values above ``min_utility`` (threshold scheme), or given to the quantile scheme.
+    """
+    if grades < 1:
+        raise ValueError(f"grades must be at least 1, got {grades}")
+    if scheme not in ("quantile", "threshold"):
+        raise ValueError(f"scheme must be 'quantile' or 'threshold', got {scheme!r}")
+    if scheme == "quantile":
+        if thresholds:
+            raise ValueError("thresholds belong to the 'threshold' scheme; the quantile scheme grades by within-query rank")
+        return
+    cuts = list(thresholds or [])
+    if len(cuts) != grades - 1 or any(b <= a for a, b in zip(cuts, cuts[1:])) or any(t <= min_utility for t in cuts):
+        raise ValueError(f"the threshold scheme needs {grades - 1} increasing thresholds above min_utility={min_utility} "
+                         f"(nats per answer token), got {cuts}")
+
+
+def graded_qrels(utilities: Mapping[str, Mapping[str, float]], grades: int = 3, scheme: GradeScheme = "quantile",
+                 thresholds: Sequence[float] | None = None, min_utility: float = 0.0) -> tuple[Qrels, SkipReport]:
+    """Graded qrels of every query from one teacher's utilities.
+
+    Args:
+        utilities: ``{query_id: {passage_id: utility}}``.
+        grades: ``G``, the highest grade.
+        scheme: ``"quantile"`` (within-query) or ``"threshold"`` (fixed cut points).
+        thresholds: ``G - 1`` increasing utilities (threshold scheme only).
+        min_utility: a passage is helpful when its utility exceeds this (default 0).
+
+    Returns:
+        ``(qrels, report)``; the report counts queries with no helpful passage, which stay in
+        the qrels with grades 0.
+    """
+    check_grading(grades, scheme, thresholds, min_utility)
+    qrels: Qrels = {}
+    report = SkipReport()
+    for query_id, row in utilities.items():
+        qrels[query_id] = grade_query(row, grades, scheme, thresholds, min_utility)
+        if not any(qrels[query_id].values()):
+            report.add("no passage with positive utility (all grades 0)", query_id)
+    return qrels, report
+
+
+def write_qrels(qrels: Qrels, path: str | os.PathLike) -> Path:
+    """Write BEIR ``query-id corpus-id score`` TSV (with header) through a temporary name."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = ["query-id\tcorpus-id\tscore"] + [f"{q}\t{p}\t{g}" for q, judged in qrels.items() for p, g in judged.items()]
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+def grade_histogram(qrels: Qrels) -> dict[int, int]:
+    """``{grade: judged passages}``."""
+    counts: dict[int, int] = {}
+    for judged in qrels.values():
+        for grade in judged.values():
+            counts[grade] = counts.get(grade, 0) + 1
+    return dict(sorted(counts.items()))
+
+
+# ---- measures ---------------------------------------------------------------------------------
+
+
+def _dcg(gains: Sequence[float]) -> float:
+    return sum(g / math.log2(i + 2) for i, g in enumerate(gains))
+
+
+def utility_ndcg(run: Mapping[str, Mapping[str, float]], utilities: Mapping[str, Mapping[str, float]], k: int = 10) -> dict[str, float]:
+    """nDCG@k with the teacher's positive utilities as gains, per query that has a helpful passage.
+
+    Args:
+        run: ``{query_id: {passage_id: score}}``; a query missing from it scores 0.
+        utilities: the judging teacher's ``{query_id: {passage_id: utility}}``.
+        k: cut-off.
+
+    Returns:
+        ``{query_id: nDCG@k}`` for the queries with at least one positive utility.
+    """
+    from uae.evaluation.metrics import rank_passages
+
+    scores = {}
+    for query_id, row in utilities.items():
+        ideal = _dcg(sorted((max(u, 0.0) for u in row.values()), reverse=True)[:k])
+        if ideal <= 0:
+            continue
+        ranked = rank_passages(run.get(query_id, {}))[:k]
+        scores[query_id] = _dcg([max(row.get(pid, 0.0), 0.0) for pid in ranked]) / ideal
+    return scores
+
+
+def pool_kendall_tau(scores: Mapping[str, Mapping[str, float]], utilities: Mapping[str, Mapping[str, float]]) -> tuple[dict[str, float], SkipReport]:
+    """Kendall's tau-b between student scores and teacher utilities over each query's pool.
+
+    Args:
+        scores: ``{query_id: {passage_id: student score}}`` over (at least) the teacher's pool.
+        utilities: the teacher's ``{query_id: {passage_id: utility}}``.
+
+    Returns:
+        ``({query_id: tau}, report)``; left out and counted: queries without student scores, pools
+        of fewer than 2 passages and pools where either side is constant (tau undefined).
+
+    Raises:
+        ValueError: a pooled passage without a student score.
+    """
+    from scipy.stats import kendalltau
+
+    taus: dict[str, float] = {}
+    report = SkipReport()
+    for query_id, row in utilities.items():
+        if query_id not in scores:
+            report.add("no student scores", query_id)
+            continue
+        if missing := [pid for pid in row if pid not in scores[query_id]]:
+            raise ValueError(f"query {query_id!r}: no student score for pooled passages {missing[:5]}")
+        pids = list(row)
+        tau = kendalltau([scores[query_id][p] for p in pids], [row[p] for p in pids]).statistic if len(pids) > 1 else math.nan
+        if math.isnan(tau):
+            report.add("tau undefined (pool < 2 or constant scores/utilities)", query_id)
+            continue
+        taus[query_id] = float(tau)
+    return taus, report
+
+
+def teacher_agreement(a: Mapping[str, Mapping[str, float]], b: Mapping[str, Mapping[str, float]]) -> tuple[dict[str, float], SkipReport]:
+    """Kendall's tau-b between two teachers' utilities over the pools both scored."""
+    shared = {q: {p: u for p, u in row.items() if p in b[q]} for q, row in a.items() if q in b}
+    return pool_kendall_tau(b, shared)
+
+
+def student_pool_scores(model_path: str, queries: Sequence[Query], pools: Mapping[str, Sequence[str]], corpus: Corpus,
+                        batch_size: int = 64, progress: bool = False) -> dict[str, dict[str, float]]:
+    """Cosine similarity of each query with each passage of its pool, under the encoder at ``model_path``.
+
+    Args:
+        model_path: a sentence-transformers folder or ``minilm``.
+        queries: the queries to score.
+        pools: ``{query_id: [passage_id, ...]}``.
+        corpus: passage texts.
+        batch_size: encoder batch size.
+        progress: show encoding progress.
+    """
+    from uae.encoders import encode, load_encoder
+
+    model = load_encoder(model_path)
+    scored = [q for q in queries if pools.get(q.id)]
+    passage_ids = list(dict.fromkeys(pid for q in scored for pid in pools[q.id]))
+    query_vectors = encode(model, [q.text for q in scored], batch_size, "encoding queries", progress)
+    passage_vectors = encode(model, [corpus[pid].full_text for pid in passage_ids], batch_size, "encoding pools", progress)
+    row_of = {pid: i for i, pid in enumerate(passage_ids)}
+    return {q.id: {pid: float(np.dot(query_vectors[i], passage_vectors[row_of[pid]])) for pid in pools[q.id]}
+            for i, q in enumerate(scored)}
+
+
+def mean(values: Mapping[str, float] | Sequence[float]) -> float:
+    """Mean of the values (NaN when there are none)."""
+    data = list(values.values()) if isinstance(values, Mapping) else list(values)
+    return float(np.mean(data)) if data else math.nan

@@ -1,0 +1,137 @@
+"""Graded qrels from utilities, utility nDCG, Kendall tau, and `uae qrels --from-utilities`."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from uae.cross_teacher import (
+    grade_query,
+    graded_qrels,
+    pool_kendall_tau,
+    student_pool_scores,
+    teacher_agreement,
+    utility_ndcg,
+)
+from uae.data.schema import Corpus, Passage, Query
+from uae.data.tables import NO_PASSAGE, NLLRecord, nll_records_to_table, write_table
+
+
+def test_quantile_grades_give_the_top_passage_the_highest_grade() -> None:
+    grades = grade_query({"a": 0.3, "b": 0.1, "c": 0.2, "d": -1.0, "e": 0.0}, grades=3)
+    assert grades == {"a": 3, "b": 1, "c": 2, "d": 0, "e": 0}
+
+
+def test_quantile_grades_with_ties_and_fewer_positives_than_grades() -> None:
+    # positives sorted (1, 2, 2, 3), n = 4: ceil(3 * r / 4) with r = 1, 3, 3, 4
+    assert grade_query({"a": 3.0, "b": 1.0, "c": 2.0, "f": 2.0}, grades=3) == {"a": 3, "b": 1, "c": 3, "f": 3}
+    assert grade_query({"a": 0.5, "b": 0.2, "z": -0.3}, grades=3) == {"a": 3, "b": 2, "z": 0}  # ceil(1.5), ceil(3)
+
+
+def test_threshold_grades_use_fixed_cut_points_and_min_utility() -> None:
+    utilities = {"a": 0.2, "b": 0.5, "c": 2.0, "d": -0.1, "e": 0.05}
+    assert grade_query(utilities, 3, "threshold", [0.5, 1.5]) == {"a": 1, "b": 2, "c": 3, "d": 0, "e": 1}
+    assert grade_query(utilities, 3, "threshold", [0.5, 1.5], min_utility=0.1) == {"a": 1, "b": 2, "c": 3, "d": 0, "e": 0}
+
+
+@pytest.mark.parametrize("grades, scheme, thresholds, message", [
+    (0, "quantile", None, "at least 1"),
+    (3, "rank", None, "scheme"),
+    (3, "threshold", [0.5], "2 increasing thresholds"),
+    (3, "threshold", [1.0, 0.5], "increasing"),
+    (3, "quantile", [0.5, 1.0], "belong to the 'threshold' scheme"),
+])
+def test_bad_grading_settings_are_refused(grades, scheme, thresholds, message) -> None:
+    with pytest.raises(ValueError, match=message):
+        graded_qrels({"q": {"a": 1.0}}, grades, scheme, thresholds)
+
+
+def test_queries_without_a_helpful_passage_stay_with_zero_grades_and_are_counted() -> None:
+    qrels, report = graded_qrels({"q1": {"a": 1.0, "b": -1.0}, "q2": {"a": -0.5, "b": 0.0}})
+    assert qrels == {"q1": {"a": 3, "b": 0}, "q2": {"a": 0, "b": 0}}
+    assert report.counts == {"no passage with positive utility (all grades 0)": 1}
+
+
+def test_utility_ndcg_uses_positive_utilities_as_gains() -> None:
+    utilities = {"q": {"a": 2.0, "b": 1.0, "c": -1.0}, "none": {"a": -1.0}}
+    run = {"q": {"c": 3.0, "a": 2.0, "b": 1.0, "x": 0.5}}
+    expected = (0 + 2 / math.log2(3) + 1 / math.log2(4)) / (2 + 1 / math.log2(3))
+    scores = utility_ndcg(run, utilities, k=10)
+    assert scores == {"q": pytest.approx(expected)}
+    assert utility_ndcg({"q": {"x": 1.0, "b": 0.5}}, utilities, k=1) == {"q": 0.0}  # unjudged x has gain 0
+
+
+def test_pool_kendall_tau_per_query() -> None:
+    utilities = {"up": {"a": 1.0, "b": 2.0, "c": 3.0}, "down": {"a": 1.0, "b": 2.0, "c": 3.0},
+                 "flat": {"a": 0.0, "b": 0.0}, "unscored": {"a": 1.0, "b": 0.0}}
+    scores = {"up": {"a": 0.1, "b": 0.2, "c": 0.3, "z": 9.0}, "down": {"a": 0.3, "b": 0.2, "c": 0.1}, "flat": {"a": 1.0, "b": 2.0}}
+    taus, report = pool_kendall_tau(scores, utilities)
+    assert taus == {"up": pytest.approx(1.0), "down": pytest.approx(-1.0)}
+    assert report.counts == {"tau undefined (pool < 2 or constant scores/utilities)": 1, "no student scores": 1}
+    with pytest.raises(ValueError, match="no student score"):
+        pool_kendall_tau({"up": {"a": 1.0}}, {"up": utilities["up"]})
+
+
+def test_teacher_agreement_over_shared_pools() -> None:
+    first = {"q": {"a": 1.0, "b": 2.0, "c": 3.0, "d": 0.0}}
+    second = {"q": {"a": 3.0, "b": 2.0, "c": 1.0}}
+    taus, _ = teacher_agreement(first, second)
+    assert taus == {"q": pytest.approx(-1.0)}
+
+
+def test_student_pool_scores_are_cosines(tiny_encoder_dir: Path) -> None:
+    from uae.encoders import encode, load_encoder
+
+    corpus = Corpus([Passage("a", "the island of iota"), Passage("b", "a mountain called kappa")])
+    queries = [Query("q", "where is iota?")]
+    scores = student_pool_scores(str(tiny_encoder_dir), queries, {"q": ["a", "b"]}, corpus)
+    model = load_encoder(str(tiny_encoder_dir))
+    q, p = encode(model, ["where is iota?"], progress=False), encode(model, corpus.texts, progress=False)
+    assert [scores["q"]["a"], scores["q"]["b"]] == pytest.approx((p @ q[0]).tolist(), abs=1e-5)
+
+
+def _labels(folder: Path) -> Path:
+    rows = [("q1", NO_PASSAGE, 2.0), ("q1", "d1", 1.0), ("q1", "d2", 1.5), ("q1", "d3", 2.5),
+            ("q2", NO_PASSAGE, 2.0), ("q2", "d1", 2.0), ("q2", "d3", 3.0)]
+    write_table(nll_records_to_table([NLLRecord(q, p, 0, nll, 2) for q, p, nll in rows]), folder / "nlls.parquet")
+    (folder / "manifest.json").write_text(json.dumps({"teacher": {"teacher": "dirichlet:mu=2000"}}))
+    return folder
+
+
+def test_uae_qrels_from_utilities_writes_graded_beir_qrels(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from uae.cli import app
+    from uae.data.beir import read_qrels
+
+    labels = _labels(tmp_path / "labels")
+    out = tmp_path / "qrels" / "teacher_b.tsv"
+    result = CliRunner().invoke(app, ["qrels", "--from-utilities", str(labels), "--out", str(out), "--grades", "2"])
+    assert result.exit_code == 0, result.output
+    assert "dirichlet:mu=2000" in result.output and "no passage with positive utility" in result.output
+    lines = out.read_text().splitlines()
+    # q1 utilities: d1 1.0, d2 0.5, d3 -0.5 -> grades 2, 1, 0; q2: 0.0 and -1.0 -> 0, 0
+    assert lines == ["query-id\tcorpus-id\tscore", "q1\td1\t2", "q1\td2\t1", "q1\td3\t0", "q2\td1\t0", "q2\td3\t0"]
+    corpus = Corpus([Passage(f"d{i}", "text") for i in (1, 2, 3)])
+    assert read_qrels(out, corpus, {q: Query(q, "?") for q in ("q1", "q2")})["q1"] == {"d1": 2, "d2": 1, "d3": 0}
+
+    parquet = CliRunner().invoke(app, ["qrels", "--from-utilities", str(labels / "nlls.parquet"), "--out", str(tmp_path / "t.tsv"),
+                                       "--scheme", "threshold", "--thresholds", "0.75", "--grades", "2"])
+    assert parquet.exit_code == 0, parquet.output
+    assert (tmp_path / "t.tsv").read_text().splitlines()[1:3] == ["q1\td1\t2", "q1\td2\t1"]
+    bad = CliRunner().invoke(app, ["qrels", "--from-utilities", str(labels), "--out", str(tmp_path / "x.tsv"), "--scheme", "threshold"])
+    assert bad.exit_code == 2 and "increasing thresholds" in bad.output
+
+
+def test_graded_qrels_feed_ranx_ndcg(tmp_path: Path) -> None:
+    from uae.evaluation import evaluate
+
+    qrels, _ = graded_qrels({"q": {"a": 0.3, "b": 0.1, "c": 0.2}})
+    ndcg = evaluate(qrels, {"s": {"q": {"b": 3.0, "c": 2.0, "a": 1.0}}}, ["ndcg@10", "mrr"])["s"]["ndcg@10"]
+    dcg = 1 + 2 / np.log2(3) + 3 / np.log2(4)
+    ideal = 3 + 2 / np.log2(3) + 1 / np.log2(4)
+    assert ndcg == pytest.approx(dcg / ideal)
