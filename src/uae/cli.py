@@ -11,6 +11,7 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
@@ -21,12 +22,13 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 console = Console()
+error_console = Console(stderr=True, soft_wrap=True)
 
 DataDir = Annotated[Path, typer.Argument(help="BEIR folder with answers: corpus.jsonl, queries.jsonl, qrels/<split>.tsv")]
 
 
 def _fail(message: str) -> None:
-    console.print(f"[red]error:[/] {message}")
+    error_console.print(Text.assemble(("error: ", "red"), message), highlight=False)
     raise typer.Exit(code=2)
 
 

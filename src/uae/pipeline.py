@@ -12,6 +12,7 @@ Run folder::
     models/<system>/         sentence-transformers folders (uae, infonce_gold)
     index/                   FAISS index of the UAE model
     metrics.json, report.md  the comparison, with plots
+    comparison.json          gains and paired p-values against the baseline, per system and metric
 """
 
 from __future__ import annotations
@@ -59,6 +60,8 @@ class RunResult:
     metrics: dict[str, dict[str, float]]
     seconds: float
     skipped: dict[str, dict[str, int]] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+    """Wall seconds per stage: ``mine``, ``label``, ``train <name>``, ``eval``."""
 
 
 def _stage_key(**inputs) -> str:
@@ -112,8 +115,11 @@ def stage_train(config: RunConfig, dataset: Dataset, queries: Sequence[Query], p
     """Train one model with ``loss`` into ``models/<name>`` (reused when settings are unchanged)."""
     out = config.out_dir / "models" / name
     training = config.training.model_copy(update={"loss": loss})
-    key = _stage_key(stage="train", base=config.base_model, training=training.model_dump(), targets=config.targets.model_dump(),
-                     teacher=config.labeling.teacher, pools=config.mining.model_dump(), queries=[q.id for q in queries])
+    on_gold = label_kind_of(loss) == "gold"  # labels from qrels: the teacher, targets and hard_mix do not change this model
+    key = _stage_key(stage="train", base=config.base_model,
+                     training=training.model_dump(exclude={"hard_mix"} if on_gold else None),
+                     targets=None if on_gold else config.targets.model_dump(),
+                     teacher=None if on_gold else config.labeling.teacher, pools=config.mining.model_dump(), queries=[q.id for q in queries])
     if (out / "uae_training.json").is_file() and _is_done(out / "stage", key):
         console.print(f"reusing {out}")
         return out
@@ -179,6 +185,52 @@ def rerank_runs(rerankers: dict[str, Reranker], dataset: Dataset, queries: Seque
     return runs, section
 
 
+ANSWER_RECALL_KS = (1, 5)
+NO_ANSWER_RETRIEVED = "<no retrieved passage holds the answer>"
+
+
+def answer_recall(dataset: Dataset, queries: Sequence[Query], runs: dict[str, Run], baseline: str, test: str = "student",
+                  ks: Sequence[int] = ANSWER_RECALL_KS):
+    """``answer_recall@k`` of every run, with gains and paired tests against ``baseline``.
+
+    ``answer_recall@k``: share of queries whose top-``k`` passages hold a gold answer in their text
+    (body, not title; SQuAD normalisation, whole tokens), as :func:`uae.evaluation.answer_recall_at_k`
+    computes it. Gains and p-values come from :func:`uae.evaluation.compare` on "answer qrels": for
+    each query, the passages of any run's top-``max(ks)`` that hold an answer (a placeholder id when
+    none does), on which ``hit_rate@k`` is the same share; the two are checked to agree. Queries whose
+    answers normalise to nothing are left out (and logged), as ``answer_recall_at_k`` does.
+
+    Returns:
+        ``({system: {"answer_recall@k": value}}, Comparison)``, or ``({}, None)`` when no query has a usable answer.
+    """
+    from uae.evaluation import answer_recall_at_k, compare, normalize_answer, rank_passages
+
+    depth = max(ks)
+    answers = {q.id: [n for a in q.answers if (n := normalize_answer(a))] for q in queries}
+    answers = {qid: normalized for qid, normalized in answers.items() if normalized}
+    if not answers:
+        return {}, None
+    tops = {system: {qid: rank_passages(run.get(qid, {}))[:depth] for qid in answers} for system, run in runs.items()}
+    texts = {pid: dataset.corpus[pid].text for top in tops.values() for pids in top.values() for pid in pids}
+    padded = {pid: f" {normalize_answer(text)} " for pid, text in texts.items()}
+    qrels = {}
+    for qid, golds in answers.items():
+        holding = {pid for top in tops.values() for pid in top[qid] if any(f" {g} " in padded[pid] for g in golds)}
+        qrels[qid] = dict.fromkeys(sorted(holding), 1) or {NO_ANSWER_RETRIEVED: 1}
+    names = {f"hit_rate@{k}": f"answer_recall@{k}" for k in ks}
+    comparison = compare(qrels, runs, baseline=baseline, metrics=list(names), test=test)
+    comparison.results.update({system: {names[m]: r for m, r in row.items()} for system, row in comparison.results.items()})
+    values = {}
+    gold_answers = {qid: dataset.queries[qid].answers for qid in answers}
+    for system, run in runs.items():
+        values[system] = {names[f"hit_rate@{k}"]: answer_recall_at_k(run, texts, gold_answers, k) for k in ks}
+        for metric, value in values[system].items():
+            if abs(comparison.results[system][metric].mean - value) > 1e-9:
+                raise RuntimeError(f"answer recall of {system}: {metric} {value} but hit_rate on answer qrels "
+                                   f"{comparison.results[system][metric].mean}; the two definitions disagree")
+    return values, comparison
+
+
 def stage_eval(config: RunConfig, dataset: Dataset, models: dict[str, Path], utilities, seconds_so_far: float = 0.0, progress: bool = True,
                rerankers: dict[str, Reranker] | None = None, rerank_depth: int = 20,
                generation: GenerationConfig | None = None) -> dict[str, dict[str, float]]:
@@ -211,6 +263,10 @@ def stage_eval(config: RunConfig, dataset: Dataset, models: dict[str, Path], uti
 
     metrics = evaluate(qrels, runs)
     comparison = compare(qrels, runs, baseline=config.eval.baseline, test=config.eval.significance)
+    answer_values, answer_comparison = answer_recall(dataset, queries, runs, config.eval.baseline, config.eval.significance)
+    for system, row in answer_values.items():
+        metrics[system].update(row)
+        comparison.results.setdefault(system, {}).update(answer_comparison.results[system])
     generation = generation or config.generation
     answer_section = None
     if generation is not None:
@@ -218,6 +274,7 @@ def stage_eval(config: RunConfig, dataset: Dataset, models: dict[str, Path], uti
 
         answer_section = add_answer_quality(generation, runs, queries, dataset.corpus, out / "generations", metrics, comparison, progress)
     write_metrics_json(out / "metrics.json", metrics)
+    (out / "comparison.json").write_text(json.dumps(comparison.to_dict(), indent=2) + "\n")
     plots = {
         **({"Utility distribution (training pools)": plot_utility_histogram(pool_utilities(utilities), out / "utility_hist.png", f"u(d) = nll(a|q) - nll(a|q,d), teacher {oracle_teacher.name}")} if utilities else {}),
         **({"Training loss": plot_training_loss({name: read_training_log(path) for name, path in models.items()}, out / "training_loss.png")} if models else {}),
@@ -230,6 +287,8 @@ def stage_eval(config: RunConfig, dataset: Dataset, models: dict[str, Path], uti
         + ", ".join(f"`{n}` ({json.loads((p / 'uae_training.json').read_text())['loss']['name']})" for n, p in models.items())
         + ", `teacher_oracle` (the teacher re-ranking the base top-20 *with the gold answer*: an upper bound, not deployable).",
         f"Relative gains and paired {config.eval.significance} tests are against `{config.eval.baseline}`.",
+        *([f"`answer_recall@k`: share of the {answer_comparison.n_queries} queries whose top-k passages hold a gold answer in their text "
+           "(SQuAD normalisation, whole tokens); only meaningful for extractive answers."] if answer_comparison else []),
         f"Wall time of the whole run: {seconds_so_far:.0f} s.",
     ]
     sections = {"Config": "```json\n" + config.model_dump_json(indent=2) + "\n```"}
@@ -244,20 +303,33 @@ def stage_eval(config: RunConfig, dataset: Dataset, models: dict[str, Path], uti
     return metrics
 
 
-def run_pipeline(config: RunConfig, progress: bool = True) -> RunResult:
-    """Every stage on ``config.data``; returns the metrics and the wall time."""
+def run_pipeline(config: RunConfig, progress: bool = True, dataset: Dataset | None = None) -> RunResult:
+    """Every stage on ``config.data``; returns the metrics, the wall time and the time per stage.
+
+    ``dataset``: an already loaded dataset to use instead of reading the BEIR folder
+    ``config.data`` (e.g. a registry dataset re-split by document, as ``bench/quality.py``
+    builds it); ``config.data`` then only describes it in the stage keys and the report.
+    """
     started = time.perf_counter()
+    timings: dict[str, float] = {}
+
+    def timed(stage: str, step):
+        begun = time.perf_counter()
+        value = step()
+        timings[stage] = time.perf_counter() - begun
+        return value
+
     config.out_dir.mkdir(parents=True, exist_ok=True)
     (config.out_dir / "config.json").write_text(config.model_dump_json(indent=2))
-    dataset = read_dataset(config.data)
+    dataset = dataset if dataset is not None else read_dataset(config.data)
     train_queries, train_skipped = dataset.usable_queries(config.train_split)
     report_skips(f"train split ({config.train_split})", train_skipped)
-    pools = stage_mine(config, dataset, train_queries, progress)
-    utilities = stage_label(config, dataset, train_queries, pools, progress=progress)
-    models = {"uae": stage_train(config, dataset, train_queries, pools, utilities, config.training.loss, "uae")}
+    pools = timed("mine", lambda: stage_mine(config, dataset, train_queries, progress))
+    utilities = timed("label", lambda: stage_label(config, dataset, train_queries, pools, progress=progress))
+    models = {"uae": timed("train uae", lambda: stage_train(config, dataset, train_queries, pools, utilities, config.training.loss, "uae"))}
     if config.compare_infonce_gold:
-        models["infonce_gold"] = stage_train(config, dataset, train_queries, pools, utilities, "infonce_gold", "infonce_gold")
-    metrics = stage_eval(config, dataset, models, utilities, time.perf_counter() - started, progress)
+        models["infonce_gold"] = timed("train infonce_gold", lambda: stage_train(config, dataset, train_queries, pools, utilities, "infonce_gold", "infonce_gold"))
+    metrics = timed("eval", lambda: stage_eval(config, dataset, models, utilities, time.perf_counter() - started, progress))
     seconds = time.perf_counter() - started
     console.print(f"done in {seconds:.0f} s; report: {config.out_dir / 'report.md'}")
-    return RunResult(config.out_dir, metrics, seconds, {"train": train_skipped.to_dict()})
+    return RunResult(config.out_dir, metrics, seconds, {"train": train_skipped.to_dict()}, timings)

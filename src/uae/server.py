@@ -250,7 +250,7 @@ def _describe_error(error: dict) -> str:
         location += f"[{part}]" if isinstance(part, int) else (f".{part}" if location else str(part))
     if not location:
         return f"request body: {error['msg']} (expected a JSON object)"
-    return f"{location}: {error['msg']}"
+    return f"{location}: {error['msg'].removeprefix('Value error, ')}"
 
 
 # -- statistics ---------------------------------------------------------------------------

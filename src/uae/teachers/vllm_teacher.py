@@ -73,7 +73,9 @@ class VLLMTeacher(Teacher):
         )
         self._sampling = vllm.SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=1)
         self.tokenizer = self.llm.get_tokenizer()
-        self.context_length = int(self.llm.llm_engine.model_config.max_model_len)
+        engine = self.llm.llm_engine
+        model_config = getattr(engine, "model_config", None) or engine.vllm_config.model_config
+        self.context_length = int(model_config.max_model_len)
         # The borrowed HF encoder lets ids reach max_length + 1; vLLM needs ids + 1 generated <= context.
         self.max_length = self.context_length - 2
         self._bos = [self.tokenizer.bos_token_id] if self.tokenizer.bos_token_id is not None else []

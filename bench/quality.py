@@ -1,0 +1,331 @@
+"""Retrieval quality of UAE against its baselines on a real dataset, split by document.
+
+    python bench/quality.py --dataset squad-v1.1 --data-dir /work/shared/data/squad -o scoped=true \\
+        --train-limit 1000 --eval-limit 2000 --out runs/quality-squad
+    python bench/quality.py --quick            # SQuAD v1.1, small limits, the same code path
+
+What it does, all through ``uae.pipeline.run_pipeline`` (nothing of the pipeline is repeated here):
+
+1. loads ``--dataset`` (a registry name, or ``beir`` for a BEIR folder with answers) and splits
+   it by document with :func:`uae.data.splits.split_by_document` (train 0.6 / dev 0.1 / test 0.3
+   of the documents), so that no document has questions on both sides; a BEIR folder that has
+   ``qrels/train.tsv`` and ``qrels/test.tsv`` keeps them (checked for shared documents);
+2. keeps a seeded random sample of ``--train-limit`` train and ``--eval-limit`` evaluation
+   questions; when every kept question is scoped (searches only its own document), the corpus is
+   cut to the kept documents, which leaves each scoped search unchanged;
+3. mines pools (BM25 + base encoder), labels them with ``--teacher``, and trains from the same base,
+   on the same pools, steps and seed: ``uae`` (UM-InfoNCE on the utilities) and ``infonce_gold``
+   (InfoNCE on the gold evidence);
+4. evaluates on the ``--eval-split`` questions (``test``; ``dev`` for investigations, so nothing is
+   tuned on test): ``bm25``, ``base``, ``uae``, ``infonce_gold`` and ``teacher_oracle`` (the teacher
+   re-ranking the base top-20 *with the gold answer*: an oracle, not a deployable system), with
+   recall@1/5/10, MRR, MAP, nDCG@10 and answer_recall@1/5, relative gains over ``base`` and paired
+   t-tests.
+
+Writes ``OUT/metrics.json``, ``OUT/comparison.json``, ``OUT/report.md`` with plots, ``OUT/bench.json``
+(the data, settings and stage times of the run), appends a dated section to ``BENCHMARKS.md``
+and ends with a ``RESULT:`` line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import random
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import ROOT, append_benchmarks, command_line, describe_machine, machine, result_line, section_heading  # noqa: E402
+
+SHARED_DATA = Path("/work/shared/data")
+QUICK = {"dataset": "squad-v1.1", "data_dir": str(SHARED_DATA / "squad"), "options": ["scoped=true"], "train_limit": 48,
+         "eval_limit": 100, "documents_limit": 3, "pool_size": 8, "train_pool_size": 4, "steps": 6, "batch_size": 8,
+         "max_seq_length": 128}
+FULL_DEFAULTS = {"pool_size": 16, "train_pool_size": 4, "steps": 60, "batch_size": 16, "max_seq_length": 192}
+SYSTEMS = ("bm25", "base", "uae", "infonce_gold", "teacher_oracle")
+HEADLINE = ("recall@1", "mrr", "ndcg@10", "answer_recall@1", "answer_recall@5")
+
+
+# --- data: load, split by document, limit -------------------------------------------------------
+
+
+def load_split_dataset(name: str, data_dir: str, options: dict, seed: int = 13, keep_splits: bool = False):
+    """Load ``name`` from ``data_dir`` and split it by document; returns ``(dataset, skipped, split_note)``.
+
+    Registry datasets are re-split by document with :func:`uae.data.splits.split_by_document`
+    (their official splits, where they exist, may share documents, e.g. QED's train and dev
+    pages, and most have no dev split) unless ``keep_splits``; ``beir`` keeps its own
+    ``qrels/train.tsv`` and ``qrels/test.tsv`` when it has both, and is split by document otherwise.
+    """
+    from uae.data.loaders import load
+    from uae.data.splits import split_by_document
+
+    loaded = load(name, data_dir, **options)
+    dataset = loaded.dataset
+    if {"train", "test"} <= set(dataset.qrels) and (name == "beir" or keep_splits):
+        return dataset, loaded.skipped, "the source's own train/test splits (checked: no document in both)"
+    dataset = split_by_document(dataset, seed=seed)
+    note = f"split by document (split_by_document: train 0.6 / dev 0.1 / test 0.3 of the documents, seed {seed})"
+    return dataset, loaded.skipped, note
+
+
+def split_documents(dataset, split: str) -> set[str]:
+    """The documents (see :func:`uae.data.splits.query_documents`) of the questions of ``split``."""
+    from uae.data.splits import query_documents
+
+    documents = query_documents(dataset)
+    return {documents[qid] for qid in dataset.qrels.get(split, {})}
+
+
+def check_disjoint(dataset, first: str = "train", second: str = "test") -> None:
+    """Refuse a dataset whose ``first`` and ``second`` splits share a document."""
+    shared = split_documents(dataset, first) & split_documents(dataset, second)
+    if shared:
+        raise SystemExit(f"{dataset.name}: {len(shared)} documents have questions in both {first} and {second} "
+                         f"(e.g. {sorted(shared)[:3]}); run without --keep-splits to split by document")
+
+
+def limit_split(dataset, split: str, limit: int | None, seed: int, documents_limit: int | None = None):
+    """Keep a seeded random sample of ``limit`` usable questions of ``split`` (all when ``None``).
+
+    ``documents_limit`` first keeps the questions of that many randomly chosen documents (the
+    quick run uses it to keep the corpus small). Questions without an answer or relevant passage
+    are dropped here too; they are counted in the returned number of unusable questions.
+    """
+    from uae.data.splits import query_documents
+
+    usable, skipped = dataset.usable_queries(split)
+    ids = [q.id for q in usable]
+    rng = random.Random(f"{seed}:{split}")
+    if documents_limit is not None:
+        documents = query_documents(dataset)
+        chosen = sorted({documents[qid] for qid in ids})
+        rng.shuffle(chosen)
+        keep = set(chosen[:documents_limit])
+        ids = [qid for qid in ids if documents[qid] in keep]
+    if limit is not None and limit < len(ids):
+        ids = sorted(rng.sample(ids, limit), key=ids.index)
+    qrels = {**dataset.qrels, split: {qid: dataset.qrels[split][qid] for qid in ids}}
+    return dataclasses.replace(dataset, qrels=qrels), skipped.total
+
+
+def trim_corpus(dataset, splits: Sequence[str]):
+    """Keep the passages of the documents searched by the questions of ``splits``, when all are scoped.
+
+    A scoped question searches only the passages of its ``doc_id``, so dropping the other
+    documents changes no scoped search (BM25 and the Dirichlet teacher then take their corpus
+    statistics from the kept documents). Unscoped datasets are returned unchanged.
+    """
+    from uae.data.schema import Corpus
+
+    queries = [dataset.queries[qid] for split in splits for qid in dataset.qrels.get(split, {})]
+    if not queries or any(q.doc_id is None for q in queries):
+        return dataset, False
+    scopes = {q.doc_id for q in queries}
+    corpus = Corpus(p for p in dataset.corpus if p.doc_id in scopes)
+    qrels = {split: dataset.qrels[split] for split in splits if split in dataset.qrels}
+    return dataclasses.replace(dataset, corpus=corpus, qrels=qrels), True
+
+
+def prepare_data(args) -> tuple:
+    """The dataset the pipeline runs on, and a description of it for the report."""
+    from uae.data.loaders import dataset_stats
+    from uae.data.loaders.prepare import parse_options
+
+    options = parse_options(args.option)
+    dataset, skipped, split_note = load_split_dataset(args.dataset, args.data_dir, options, args.seed, args.keep_splits)
+    check_disjoint(dataset, "train", args.eval_split)
+    full_sizes = {split: len(qrels) for split, qrels in dataset.qrels.items()}
+    dataset, unusable_train = limit_split(dataset, "train", args.train_limit, args.seed, args.documents_limit)
+    dataset, unusable_eval = limit_split(dataset, args.eval_split, args.eval_limit, args.seed, args.documents_limit)
+    dataset, trimmed = trim_corpus(dataset, ["train", args.eval_split])
+    stats = dataset_stats(dataset)
+    data = {
+        "dataset": args.dataset,
+        "source": args.data_dir,
+        "options": options,
+        "split": split_note,
+        "questions_per_split_before_limits": full_sizes,
+        "train_questions": len(dataset.qrels["train"]),
+        "eval_questions": len(dataset.qrels[args.eval_split]),
+        "eval_split": args.eval_split,
+        "train_documents": len(split_documents(dataset, "train")),
+        "eval_documents": len(split_documents(dataset, args.eval_split)),
+        "limits": {"train": args.train_limit, "eval": args.eval_limit, "documents": args.documents_limit},
+        "unusable_dropped": {"train": unusable_train, args.eval_split: unusable_eval},
+        "scoped": stats["scoped_queries"] > 0,
+        "corpus_trimmed_to_kept_documents": trimmed,
+        "passages": stats["passages"],
+        "passage_words_mean": stats["passage_words_mean"],
+        "loader_skipped": skipped.to_dict(),
+    }
+    return dataset, data
+
+
+# --- run ------------------------------------------------------------------------------------
+
+
+def run_config(args, data: dict):
+    """The :class:`uae.config.RunConfig` of this run."""
+    from uae.config import EvalConfig, LabelingConfig, MiningConfig, RunConfig, TargetsConfig, TrainingConfig
+
+    training = {"steps": args.steps, "batch_size": args.batch_size, "train_pool_size": args.train_pool_size,
+                "max_seq_length": args.max_seq_length, "tau_s": args.tau_s, "hard_mix": args.hard_mix,
+                "learning_rate": args.learning_rate, "seed": args.seed}
+    if args.bf16:
+        training["bf16"] = True
+    description = (f"{args.dataset}:{args.data_dir} {json.dumps(data['options'], sort_keys=True)} ({data['split']}; "
+                   f"limits train {args.train_limit}, {args.eval_split} {args.eval_limit}, documents {args.documents_limit}, seed {args.seed})")
+    return RunConfig(
+        data=description,
+        out=str(args.out),
+        base_model=args.base_model,
+        mining=MiningConfig(pool_size=args.pool_size),
+        labeling=LabelingConfig(teacher=args.teacher),
+        targets=TargetsConfig(tau_t=args.tau_t, normalize=args.normalize),
+        training=TrainingConfig(**training),
+        eval=EvalConfig(split=args.eval_split),
+    )
+
+
+def read_comparison(path: Path):
+    """The :class:`uae.evaluation.Comparison` that ``stage_eval`` wrote to ``comparison.json``."""
+    from uae.evaluation import Comparison, MetricResult
+
+    raw = json.loads(path.read_text(encoding="utf-8"))
+    results = {s: {m: MetricResult(**r) for m, r in row.items()} for s, row in raw.pop("results").items()}
+    return Comparison(results=results, **raw)
+
+
+def training_seconds_per_step(out: Path, name: str) -> float | None:
+    """Mean wall seconds per optimisation step of ``models/<name>``, from the trainer's log."""
+    from uae.training import read_training_log
+
+    log = read_training_log(out / "models" / name)
+    final = next((e for e in reversed(log) if "train_runtime" in e), None)
+    return final["train_runtime"] / final["step"] if final and final.get("step") else None
+
+
+def section(args, command: str, info: dict, data: dict, config, result, comparison, teacher_kind: str) -> str:
+    from uae.evaluation import format_table
+
+    metrics = {s: result.metrics[s] for s in SYSTEMS if s in result.metrics}
+    t = config.training
+    step_seconds = {name: training_seconds_per_step(config.out_dir, name) for name in ("uae", "infonce_gold")}
+    timings = ", ".join(f"{stage} {seconds:.0f} s" for stage, seconds in result.timings.items())
+    per_step = ", ".join(f"{name} {s:.1f} s/step" for name, s in step_seconds.items() if s)
+    lines = [
+        section_heading(f"Quality: {args.dataset}, {args.eval_split} split, teacher `{args.teacher}` (bench/quality.py)", args.quick),
+        "",
+        f"Command: `{command}`  ",
+        f"Machine: {describe_machine(info)}.  ",
+        f"Teacher: `{args.teacher}`, {teacher_kind}; it labels the training pools and is the `teacher_oracle` re-ranker.  ",
+        f"Data: `{args.dataset}` from `{args.data_dir}`, loader options {json.dumps(data['options'])}; {data['split']}. "
+        f"Questions per split before the limits: {data['questions_per_split_before_limits']}. Used: {data['train_questions']} train "
+        f"questions ({data['train_documents']} documents) and {data['eval_questions']} {args.eval_split} questions "
+        f"({data['eval_documents']} documents); limits: train {args.train_limit}, {args.eval_split} {args.eval_limit}, "
+        f"documents {args.documents_limit} (seeded random samples, seed {args.seed}). "
+        f"{'Scoped retrieval: each question searches only its own document. ' if data['scoped'] else 'Corpus-wide retrieval. '}"
+        f"Corpus: {data['passages']} passages ({data['passage_words_mean']} words on average)"
+        f"{', cut to the documents of the kept questions' if data['corpus_trimmed_to_kept_documents'] else ''}.  ",
+        f"Training (both models, same base `{config.base_model}`, pools, steps and seed): {t.steps} steps of {t.batch_size} "
+        f"questions x {t.train_pool_size} pool passages (from pools of {config.mining.pool_size}), max_seq_length "
+        f"{t.max_seq_length}, lr {t.learning_rate}, tau_s {t.tau_s}; UM-InfoNCE targets: tau_t {config.targets.tau_t}, "
+        f"normalize {config.targets.normalize}, hard_mix {t.hard_mix}{', bf16 autocast' if getattr(t, 'bf16', False) else ''}.  ",
+        f"Wall time: {result.seconds:.0f} s ({timings}; mine includes encoding the corpus with the base encoder; {per_step}).  ",
+        f"Report: `{os.path.relpath(config.out_dir / 'report.md', ROOT)}`.",
+        "",
+        format_table(metrics, comparison).rstrip(),
+        "",
+        "`teacher_oracle` reads the gold answer: an upper bound, not a deployable system. "
+        "`answer_recall@k`: does the top-k text hold a gold answer (only meaningful for extractive answers).",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="SQuAD v1.1 scoped, 3 documents, tiny limits and steps (< 2 min quiet)")
+    parser.add_argument("--dataset", help="a registry name (uae data list) or 'beir' for a BEIR folder with answers")
+    parser.add_argument("--data-dir", help="the dataset's raw files (a file or folder), or the BEIR folder")
+    parser.add_argument("-o", "--option", action="append", default=[], help="loader option KEY=VALUE, e.g. scoped=true (repeatable)")
+    parser.add_argument("--keep-splits", action="store_true", help="use the source's train/test splits instead of re-splitting by document")
+    parser.add_argument("--train-limit", type=int, help="train questions kept (seeded random sample)")
+    parser.add_argument("--eval-limit", type=int, help="evaluation questions kept (seeded random sample)")
+    parser.add_argument("--documents-limit", type=int, help="keep the questions of this many random documents per split first")
+    parser.add_argument("--eval-split", default="test", choices=("test", "dev"), help="dev for investigations; test for the reported runs")
+    parser.add_argument("--teacher", default="dirichlet", help="labels and oracle: dirichlet | dirichlet:mu=N | hf:<model> | ...")
+    parser.add_argument("--base-model", default="minilm")
+    parser.add_argument("--out", type=Path, help="run folder (default runs/quality-<dataset>[-quick])")
+    parser.add_argument("--seed", type=int, default=13)
+    parser.add_argument("--pool-size", type=int, help=f"mined pool per question (default {FULL_DEFAULTS['pool_size']})")
+    parser.add_argument("--train-pool-size", type=int, help=f"pool passages per question in training (default {FULL_DEFAULTS['train_pool_size']})")
+    parser.add_argument("--steps", type=int, help=f"optimisation steps per model (default {FULL_DEFAULTS['steps']})")
+    parser.add_argument("--batch-size", type=int, help=f"questions per step (default {FULL_DEFAULTS['batch_size']})")
+    parser.add_argument("--max-seq-length", type=int, help=f"tokens per text in training (default {FULL_DEFAULTS['max_seq_length']})")
+    parser.add_argument("--learning-rate", type=float, default=3e-5)
+    parser.add_argument("--tau-t", type=float, default=1.0, help="teacher temperature of the target softmax")
+    parser.add_argument("--tau-s", type=float, default=0.05, help="student temperature")
+    parser.add_argument("--normalize", choices=("none", "zscore"), default="none", help="per-query normalisation of utilities")
+    parser.add_argument("--hard-mix", type=float, default=0.0, help="weight of hard InfoNCE on the top-utility passage")
+    parser.add_argument("--bf16", action="store_true", help="train under bf16 autocast (CPU with avx512_bf16)")
+    parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--no-write", action="store_true", help="do not append to BENCHMARKS.md")
+    args = parser.parse_args(argv)
+    defaults = QUICK if args.quick else FULL_DEFAULTS
+    for key, value in defaults.items():
+        if key == "options":
+            args.option = args.option or list(value)
+        elif getattr(args, key, None) is None:
+            setattr(args, key, value)
+    if not args.dataset or not args.data_dir:
+        parser.error("--dataset and --data-dir are required (or --quick)")
+    if args.out is None:
+        args.out = ROOT / "runs" / f"quality-{args.dataset.replace('/', '-')}{'-quick' if args.quick else ''}"
+    return args
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
+    from uae.pipeline import run_pipeline
+    from uae.teachers import load_teacher
+
+    command = command_line(__file__, sys.argv[1:] if argv is None else argv)
+    info = machine()
+    print(f"command: {command}")
+    print(f"machine: {describe_machine(info)}")
+    started = time.perf_counter()
+    dataset, data = prepare_data(args)
+    print(f"data: {json.dumps(data)} (prepared in {time.perf_counter() - started:.0f} s)")
+    config = run_config(args, data)
+    result = run_pipeline(config, progress=not args.no_progress, dataset=dataset)
+    comparison = read_comparison(config.out_dir / "comparison.json")
+    teacher_kind = load_teacher(args.teacher).describe().get("kind", "language model")
+    (config.out_dir / "bench.json").write_text(json.dumps(
+        {"command": command, "machine": info, "data": data, "seconds": result.seconds, "timings": result.timings}, indent=2, default=str))
+    text = section(args, command, info, data, config, result, comparison, teacher_kind)
+    print(text)
+    if not args.no_write:
+        append_benchmarks(text)
+    figures = {}
+    for metric in HEADLINE:
+        for system in ("base", "uae", "infonce_gold"):
+            if metric in result.metrics.get(system, {}):
+                figures[f"{system} {metric}"] = result.metrics[system][metric]
+    label = (f"quality {args.dataset}{' (quick)' if args.quick else ''}, {data['eval_questions']} {args.eval_split} questions, "
+             f"teacher {args.teacher}")
+    print(result_line(label, figures))
+    return result.metrics
+
+
+if __name__ == "__main__":
+    main()
