@@ -183,11 +183,10 @@ class _teacher:
             self._server = serve(self.model_dir, tokenizer=tokenizer_path())
             running = self._server.__enter__()
             return OpenAICompatTeacher(running.base_url, concurrency=self.concurrency)
-        teacher = HFTeacher(self.model_dir, batch_tokens=self.batch_tokens, device="cpu", tokenizer=tokenizer_path())
-        if not teacher._answer_only:
+        full_logits = self.backend != "hf answer-only"
+        teacher = HFTeacher(self.model_dir, batch_tokens=self.batch_tokens, device="cpu", tokenizer=tokenizer_path(), full_logits=full_logits)
+        if teacher.answer_only == full_logits:
             raise RuntimeError("the answer-only path is not available for this model; nothing to compare")
-        # hf.py exposes no public switch; _answer_only is the flag its own tests flip.
-        teacher._answer_only = self.backend == "hf answer-only"
         return teacher
 
     def __exit__(self, *exc: object) -> None:

@@ -10,9 +10,11 @@ What it does, all through ``uae.pipeline.run_pipeline`` (nothing of the pipeline
    it by document with :func:`uae.data.splits.split_by_document` (train 0.6 / dev 0.1 / test 0.3
    of the documents), so that no document has questions on both sides; a BEIR folder that has
    ``qrels/train.tsv`` and ``qrels/test.tsv`` keeps them (checked for shared documents);
-2. keeps a seeded random sample of ``--train-limit`` train and ``--eval-limit`` evaluation
-   questions; when every kept question is scoped (searches only its own document), the corpus is
-   cut to the kept documents, which leaves each scoped search unchanged;
+2. keeps a seeded random sample of ``--train-limit`` train questions and of ``--eval-limit`` dev
+   and test questions each (the same sample whichever split is evaluated, so a dev run and a test
+   run in the same ``--out`` share mining, labels and trained models); when every kept question is
+   scoped (searches only its own document), the corpus is cut to the kept documents, which leaves
+   each dense scoped search unchanged;
 3. mines pools (BM25 + base encoder), labels them with ``--teacher``, and trains from the same base,
    on the same pools, steps and seed: ``uae`` (UM-InfoNCE on the utilities) and ``infonce_gold``
    (InfoNCE on the gold evidence);
@@ -47,10 +49,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import ROOT, append_benchmarks, command_line, describe_machine, machine, result_line, section_heading  # noqa: E402
 
 SHARED_DATA = Path("/work/shared/data")
-QUICK = {"dataset": "squad-v1.1", "data_dir": str(SHARED_DATA / "squad"), "options": ["scoped=true"], "train_limit": 48,
-         "eval_limit": 100, "documents_limit": 3, "pool_size": 8, "train_pool_size": 4, "steps": 6, "batch_size": 8,
+QUICK = {"dataset": "squad-v1.1", "data_dir": str(SHARED_DATA / "squad"), "options": ["scoped=true"], "train_limit": 32,
+         "eval_limit": 60, "documents_limit": 2, "pool_size": 8, "train_pool_size": 3, "steps": 3, "batch_size": 4,
          "max_seq_length": 128}
-FULL_DEFAULTS = {"pool_size": 16, "train_pool_size": 4, "steps": 60, "batch_size": 16, "max_seq_length": 192}
+FULL_DEFAULTS = {"pool_size": 16, "train_pool_size": 4, "steps": 30, "batch_size": 16, "max_seq_length": 128}
 SYSTEMS = ("bm25", "base", "uae", "infonce_gold", "teacher_oracle")
 HEADLINE = ("recall@1", "mrr", "ndcg@10", "answer_recall@1", "answer_recall@5")
 
@@ -122,7 +124,7 @@ def trim_corpus(dataset, splits: Sequence[str]):
     """Keep the passages of the documents searched by the questions of ``splits``, when all are scoped.
 
     A scoped question searches only the passages of its ``doc_id``, so dropping the other
-    documents changes no scoped search (BM25 and the Dirichlet teacher then take their corpus
+    documents changes no dense scoped search (BM25 and the Dirichlet teacher take their corpus
     statistics from the kept documents). Unscoped datasets are returned unchanged.
     """
     from uae.data.schema import Corpus
@@ -143,11 +145,17 @@ def prepare_data(args) -> tuple:
 
     options = parse_options(args.option)
     dataset, skipped, split_note = load_split_dataset(args.dataset, args.data_dir, options, args.seed, args.keep_splits)
-    check_disjoint(dataset, "train", args.eval_split)
-    full_sizes = {split: len(qrels) for split, qrels in dataset.qrels.items()}
-    dataset, unusable_train = limit_split(dataset, "train", args.train_limit, args.seed, args.documents_limit)
-    dataset, unusable_eval = limit_split(dataset, args.eval_split, args.eval_limit, args.seed, args.documents_limit)
-    dataset, trimmed = trim_corpus(dataset, ["train", args.eval_split])
+    if args.eval_split not in dataset.qrels:
+        raise SystemExit(f"{args.dataset}: no {args.eval_split} split (has {sorted(dataset.qrels)}); run without --keep-splits")
+    splits = [s for s in ("train", "dev", "test") if s in dataset.qrels]
+    for split in splits[1:]:
+        check_disjoint(dataset, "train", split)
+    full_sizes = {split: len(dataset.qrels[split]) for split in splits}
+    unusable = {}
+    for split in splits:  # the same sample whichever split is evaluated, so dev and test runs share mining, labels and models
+        limit = args.train_limit if split == "train" else args.eval_limit
+        dataset, unusable[split] = limit_split(dataset, split, limit, args.seed, args.documents_limit)
+    dataset, trimmed = trim_corpus(dataset, splits)
     stats = dataset_stats(dataset)
     data = {
         "dataset": args.dataset,
@@ -161,7 +169,7 @@ def prepare_data(args) -> tuple:
         "train_documents": len(split_documents(dataset, "train")),
         "eval_documents": len(split_documents(dataset, args.eval_split)),
         "limits": {"train": args.train_limit, "eval": args.eval_limit, "documents": args.documents_limit},
-        "unusable_dropped": {"train": unusable_train, args.eval_split: unusable_eval},
+        "unusable_dropped": unusable,
         "scoped": stats["scoped_queries"] > 0,
         "corpus_trimmed_to_kept_documents": trimmed,
         "passages": stats["passages"],
@@ -181,10 +189,8 @@ def run_config(args, data: dict):
     training = {"steps": args.steps, "batch_size": args.batch_size, "train_pool_size": args.train_pool_size,
                 "max_seq_length": args.max_seq_length, "tau_s": args.tau_s, "hard_mix": args.hard_mix,
                 "learning_rate": args.learning_rate, "seed": args.seed}
-    if args.bf16:
-        training["bf16"] = True
     description = (f"{args.dataset}:{args.data_dir} {json.dumps(data['options'], sort_keys=True)} ({data['split']}; "
-                   f"limits train {args.train_limit}, {args.eval_split} {args.eval_limit}, documents {args.documents_limit}, seed {args.seed})")
+                   f"limits train {args.train_limit}, dev and test {args.eval_limit} each, documents {args.documents_limit}, seed {args.seed})")
     return RunConfig(
         data=description,
         out=str(args.out),
@@ -193,7 +199,7 @@ def run_config(args, data: dict):
         labeling=LabelingConfig(teacher=args.teacher),
         targets=TargetsConfig(tau_t=args.tau_t, normalize=args.normalize),
         training=TrainingConfig(**training),
-        eval=EvalConfig(split=args.eval_split),
+        eval=EvalConfig(split=args.eval_split, encode_scopes_only=True),
     )
 
 
@@ -232,16 +238,20 @@ def section(args, command: str, info: dict, data: dict, config, result, comparis
         f"Data: `{args.dataset}` from `{args.data_dir}`, loader options {json.dumps(data['options'])}; {data['split']}. "
         f"Questions per split before the limits: {data['questions_per_split_before_limits']}. Used: {data['train_questions']} train "
         f"questions ({data['train_documents']} documents) and {data['eval_questions']} {args.eval_split} questions "
-        f"({data['eval_documents']} documents); limits: train {args.train_limit}, {args.eval_split} {args.eval_limit}, "
+        f"({data['eval_documents']} documents); limits: train {args.train_limit}, dev and test {args.eval_limit} each, "
         f"documents {args.documents_limit} (seeded random samples, seed {args.seed}). "
         f"{'Scoped retrieval: each question searches only its own document. ' if data['scoped'] else 'Corpus-wide retrieval. '}"
         f"Corpus: {data['passages']} passages ({data['passage_words_mean']} words on average)"
         f"{', cut to the documents of the kept questions' if data['corpus_trimmed_to_kept_documents'] else ''}.  ",
         f"Training (both models, same base `{config.base_model}`, pools, steps and seed): {t.steps} steps of {t.batch_size} "
-        f"questions x {t.train_pool_size} pool passages (from pools of {config.mining.pool_size}), max_seq_length "
+        f"questions ({t.steps * t.batch_size} question visits, {t.steps * t.batch_size / data['train_questions']:.2f} "
+        f"epoch) x {t.train_pool_size} pool passages (from pools of {config.mining.pool_size}), max_seq_length "
         f"{t.max_seq_length}, lr {t.learning_rate}, tau_s {t.tau_s}; UM-InfoNCE targets: tau_t {config.targets.tau_t}, "
-        f"normalize {config.targets.normalize}, hard_mix {t.hard_mix}{', bf16 autocast' if getattr(t, 'bf16', False) else ''}.  ",
-        f"Wall time: {result.seconds:.0f} s ({timings}; mine includes encoding the corpus with the base encoder; {per_step}).  ",
+        f"normalize {config.targets.normalize}, hard_mix {t.hard_mix}. Texts are cut to max_seq_length in training only; "
+        "every encoder searches with the base encoder's length.  ",
+        f"Wall time: {result.seconds:.0f} s ({timings}; mine includes encoding the corpus with the base encoder; a stage "
+        f"that an earlier run in the same folder finished with the same inputs is reused and takes seconds; training "
+        f"{per_step}).  ",
         f"Report: `{os.path.relpath(config.out_dir / 'report.md', ROOT)}`.",
         "",
         format_table(metrics, comparison).rstrip(),
@@ -277,7 +287,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--tau-s", type=float, default=0.05, help="student temperature")
     parser.add_argument("--normalize", choices=("none", "zscore"), default="none", help="per-query normalisation of utilities")
     parser.add_argument("--hard-mix", type=float, default=0.0, help="weight of hard InfoNCE on the top-utility passage")
-    parser.add_argument("--bf16", action="store_true", help="train under bf16 autocast (CPU with avx512_bf16)")
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("--no-write", action="store_true", help="do not append to BENCHMARKS.md")
     args = parser.parse_args(argv)

@@ -44,7 +44,8 @@ def test_quality_bench_splits_by_document_and_evaluates_every_system(tmp_path, t
     assert info["train_questions"] == 30 and info["eval_questions"] == 20
     assert not bench.split_documents(dataset, "train") & bench.split_documents(dataset, "test")
     assert info["corpus_trimmed_to_kept_documents"]  # every question is scoped
-    assert {p.doc_id for p in dataset.corpus} == bench.split_documents(dataset, "train") | bench.split_documents(dataset, "test")
+    kept = set().union(*(bench.split_documents(dataset, split) for split in ("train", "dev", "test")))
+    assert {p.doc_id for p in dataset.corpus} == kept
 
     metrics = bench.main(argv)
 

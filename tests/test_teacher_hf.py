@@ -47,7 +47,7 @@ def teacher(model_dir: Path) -> HFTeacher:
 
 @pytest.mark.parametrize("request_", [WITH_PASSAGE, WITHOUT_PASSAGE], ids=["with_passage", "without_passage"])
 def test_matches_hand_computation(teacher: HFTeacher, model_dir: Path, request_: NLLRequest) -> None:
-    assert teacher._answer_only, "the backbone + LM head path should be used for this architecture"
+    assert teacher.answer_only, "the backbone + LM head path should be used for this architecture"
     expected, n_answer = hand_nll(model_dir, request_)
     [result] = teacher.score([request_])
     assert result.nll == pytest.approx(expected, abs=1e-5)
@@ -58,11 +58,11 @@ def test_matches_hand_computation(teacher: HFTeacher, model_dir: Path, request_:
 def test_answer_only_path_equals_full_logits(teacher: HFTeacher) -> None:
     requests = [WITH_PASSAGE, WITHOUT_PASSAGE]
     answer_only = teacher.score(requests)
-    teacher._answer_only = False
+    teacher.answer_only = False
     try:
         full = teacher.score(requests)
     finally:
-        teacher._answer_only = True
+        teacher.answer_only = True
     assert [r.nll for r in answer_only] == pytest.approx([r.nll for r in full], abs=1e-5)
 
 

@@ -30,7 +30,7 @@ class MiningConfig(_Strict):
 
 
 class LabelingConfig(_Strict):
-    teacher: str = Field("dirichlet", description="dirichlet | dirichlet:mu=N | hf:<model>")
+    teacher: str = Field("dirichlet", description="dirichlet | dirichlet:mu=N | hf:<model> | openai:<base_url>,model=NAME | vllm:<model>")
     aggregate: Literal["mean", "max"] = "mean"
     part_queries: int = Field(64, ge=1)
 
@@ -51,7 +51,7 @@ class TrainingConfig(_Strict):
     train_pool_size: int | None = Field(None, ge=2, description="passages per query in training (default: the pool)")
     learning_rate: float = Field(3e-5, gt=0)
     warmup_ratio: float = Field(0.1, ge=0, lt=1)
-    max_seq_length: int = Field(128, ge=8)
+    max_seq_length: int = Field(128, ge=8, description="tokens per text in training; the saved model keeps the base encoder's length for search")
     seed: int = 13
 
 
@@ -60,6 +60,8 @@ class EvalConfig(_Strict):
     depth: int = Field(100, ge=1)
     baseline: str = "base"
     significance: Literal["student", "fisher"] = "student"
+    encode_scopes_only: bool = Field(False, description="when every evaluated question is scoped, encode only the documents they "
+                                     "search (same metrics, less encoding; the saved index then holds those documents only)")
 
 
 class GenerationConfig(_Strict):

@@ -140,9 +140,31 @@ def stage_train(config: RunConfig, dataset: Dataset, queries: Sequence[Query], p
     return out
 
 
-def dense_run(model_path: str, dataset: Dataset, queries: Sequence[Query], depth: int, save_index: Path | None = None, progress: bool = True) -> Run:
-    """Encode the corpus with ``model_path`` and search it with ``queries`` (scoped when they have a doc_id)."""
-    retriever = corpus_retriever(str(model_path), dataset, progress)
+def scopes_corpus(dataset: Dataset, queries: Sequence[Query]) -> Dataset | None:
+    """``dataset`` with only the passages of the documents ``queries`` search; ``None`` if one is unscoped.
+
+    A scoped search never looks outside its document, so a dense retriever over this corpus
+    returns exactly what one over the whole corpus would, for less encoding.
+    """
+    import dataclasses
+
+    from uae.data.schema import Corpus
+
+    if not queries or any(q.doc_id is None for q in queries):
+        return None
+    scopes = {q.doc_id for q in queries}
+    return dataclasses.replace(dataset, corpus=Corpus(p for p in dataset.corpus if p.doc_id in scopes))
+
+
+def dense_run(model_path: str, dataset: Dataset, queries: Sequence[Query], depth: int, save_index: Path | None = None, progress: bool = True,
+              scopes_only: bool = False) -> Run:
+    """Encode the corpus with ``model_path`` and search it with ``queries`` (scoped when they have a doc_id).
+
+    ``scopes_only``: when every query is scoped and the corpus is not encoded yet, encode only the
+    documents they search (:func:`scopes_corpus`); the results are the same.
+    """
+    searched = scopes_corpus(dataset, queries) if scopes_only and (str(model_path), id(dataset.corpus)) not in _retrievers else None
+    retriever = Retriever.build(str(model_path), searched.corpus, progress=progress) if searched else corpus_retriever(str(model_path), dataset, progress)
     if save_index is not None:
         retriever.save(save_index)
     hits = retriever.search([q.text for q in queries], depth, [q.doc_id for q in queries], progress=progress)
@@ -251,9 +273,11 @@ def stage_eval(config: RunConfig, dataset: Dataset, models: dict[str, Path], uti
     depth = config.eval.depth
     console.print(f"[bold]eval[/]: {len(queries)} {config.eval.split} queries")
     runs: dict[str, Run] = {"bm25": bm25_run(dataset, queries, depth)}
-    runs["base"] = dense_run(config.base_model, dataset, queries, depth, progress=progress)
+    scopes_only = config.eval.encode_scopes_only
+    runs["base"] = dense_run(config.base_model, dataset, queries, depth, progress=progress, scopes_only=scopes_only)
     for name, model_dir in models.items():
-        runs[name] = dense_run(str(model_dir), dataset, queries, depth, save_index=out / "index" if name == "uae" else None, progress=progress)
+        runs[name] = dense_run(str(model_dir), dataset, queries, depth, save_index=out / "index" if name == "uae" else None, progress=progress,
+                               scopes_only=scopes_only)
     oracle_teacher = load_teacher(config.labeling.teacher)
     runs["teacher_oracle"] = teacher_oracle_run(oracle_teacher, dataset, queries, runs["base"], 20, config.labeling.aggregate)
     rerank_section = None

@@ -154,7 +154,9 @@ def train_model(
         raise ValueError(f"no training rows for {out_dir}; skipped: {rows.skipped.to_dict()}")
     out_dir = Path(out_dir)
     checkpoints = out_dir / "checkpoints"
-    model = load_encoder(base_model, max_seq_length=config.max_seq_length)
+    model = load_encoder(base_model)
+    search_length = model.max_seq_length
+    model.max_seq_length = config.max_seq_length
     model.model_card_data.local_files_only = True
     loss = _make_loss(model, config)
     args = SentenceTransformerTrainingArguments(
@@ -176,6 +178,9 @@ def train_model(
     trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=rows.to_dataset(), loss=loss)
     resume = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
     trainer.train(resume_from_checkpoint=resume)
+    # Training truncates texts to config.max_seq_length to save time; the saved model reads as far
+    # as the base encoder does, so a comparison with the base is not a comparison of truncations.
+    model.max_seq_length = search_length
     model.save(str(out_dir))
     full_record = {
         **record,

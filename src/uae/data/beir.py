@@ -108,7 +108,7 @@ def _answers(record: dict[str, Any], path: Path, number: int) -> tuple[str, ...]
         answers = [answers]
     if not isinstance(answers, list) or not all(isinstance(a, str) for a in answers):
         raise DataError(path, number, f"expected 'answers' to be a list of strings, found {answers!r}")
-    return tuple(a for a in answers if a.strip())
+    return tuple(answers)  # blank answers are kept: the labeling runner counts and skips them
 
 
 def read_queries(path: str | os.PathLike) -> dict[str, Query]:

@@ -71,7 +71,7 @@ def next_token_log_probs(teacher: HFTeacher, prompts: Sequence[list[int]], candi
 def _last_logits(teacher: HFTeacher, input_ids: torch.Tensor, attention_mask: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
     """Float32 logits at position ``last[row]`` of each row (right padding, so pads never leak in)."""
     rows = torch.arange(len(last), device=last.device)
-    if teacher._answer_only:
+    if teacher.answer_only:
         hidden = teacher._hidden_states(input_ids, attention_mask)[rows, last]
         return teacher._head(hidden)
     logits = teacher.model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits

@@ -100,6 +100,8 @@ class HFTeacher(Teacher):
         device: ``cuda``, ``cpu``, ...; defaults to CUDA when available.
         dtype: ``bfloat16``, ``float16`` or ``float32``; defaults to bf16 on CUDA, fp32 on CPU.
         tokenizer: A separate tokenizer name or folder; defaults to the model's.
+        full_logits: Compute logits at every position, as a plain forward does (for comparison
+            only; answer-only scoring is used whenever the backbone and head reproduce the logits).
     """
 
     def __init__(
@@ -111,6 +113,7 @@ class HFTeacher(Teacher):
         device: str | None = None,
         dtype: str | None = None,
         tokenizer: str | None = None,
+        full_logits: bool = False,
     ) -> None:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -133,7 +136,8 @@ class HFTeacher(Teacher):
         self._pad_id = next(
             (i for i in (self.tokenizer.pad_token_id, self.tokenizer.eos_token_id) if i is not None), 0
         )
-        self._answer_only = self._head_reproduces_logits()
+        self.answer_only = not full_logits and self._head_reproduces_logits()
+        self.tokens_processed = 0
 
     def _context_length(self) -> int:
         length = getattr(self.model.config, "max_position_embeddings", None)
@@ -215,6 +219,7 @@ class HFTeacher(Teacher):
             ValueError: An answer has no tokens, or a question and its answer alone exceed the context.
         """
         encoded = [self._encode(i, request) for i, request in enumerate(requests)]
+        self.tokens_processed += sum(len(item.ids) for item in encoded)
         batches = list(self._batches(encoded))
         if progress:
             from tqdm.auto import tqdm
@@ -272,7 +277,7 @@ class HFTeacher(Teacher):
         targets: torch.Tensor,
     ) -> torch.Tensor:
         """``log p(targets)`` predicted at ``(rows, positions)``."""
-        if self._answer_only:
+        if self.answer_only:
             hidden = self._hidden_states(input_ids, attention_mask)[rows, positions]
             spans = [slice(i, i + _HEAD_ROWS) for i in range(0, len(hidden), _HEAD_ROWS)]
             return torch.cat([_gather_log_probs(self._head(hidden[span]), targets[span]) for span in spans])

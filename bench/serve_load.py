@@ -1,0 +1,249 @@
+"""Load test of `uae serve` on 127.0.0.1: requests/s and latency at several concurrencies, micro-batching on and off.
+
+Index: sentences of the SQuAD v1.1 dev paragraphs (/work/shared/data/squad, both parts; each
+sentence a passage, its article the ``doc_id``), encoded by the packaged all-MiniLM-L6-v2 into an
+exact index in a temporary folder. Queries: the SQuAD dev questions, in order, cycled.
+
+For each mode (batching on, then off) the script starts ``python -m uae.cli serve minilm --index
+DIR`` in a subprocess (uvicorn, access log off), waits for ``/healthz``, then at each concurrency C
+runs C client tasks (httpx, one connection each) that send ``POST /search`` with one query and k=10
+until ``--requests`` requests are done or ``--seconds`` have passed, whichever comes first. The
+server is stopped at the end of each mode, also on errors. The load generator runs on the same two
+cores as the server, so it takes part of their time.
+
+    python bench/serve_load.py --quick      # 2,000 passages, 96 requests per level
+    python bench/serve_load.py              # 10,000 passages, 512 requests per level
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+import httpx  # noqa: E402
+import numpy as np  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import ROOT, append_benchmarks, command_line, describe_machine, machine, result_line, section_heading  # noqa: E402
+
+SQUAD = [Path("/work/shared/data/squad/squad-v1.1-dev-part1.json"), Path("/work/shared/data/squad/squad-v1.1-dev-part2.json")]
+SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'])")
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="2,000 passages and 96 requests per level (same code path)")
+    parser.add_argument("--passages", type=int, help="passages in the index (default 10,000; --quick 2,000)")
+    parser.add_argument("--requests", type=int, help="requests per concurrency level (default 512; --quick 96)")
+    parser.add_argument("--seconds", type=float, help="time cap per level (default 60; --quick 15)")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32, 64])
+    parser.add_argument("--k", type=int, default=10)
+    parser.add_argument("--no-write", action="store_true", help="do not append to BENCHMARKS.md")
+    return parser.parse_args()
+
+
+# -- data and index -----------------------------------------------------------------------
+
+
+def squad_sentences_and_questions() -> tuple[list[tuple[str, str]], list[str]]:
+    """``(article title, sentence)`` for every sentence of every paragraph, and every question."""
+    sentences, questions = [], []
+    for path in SQUAD:
+        for article in json.loads(path.read_text(encoding="utf-8"))["data"]:
+            for paragraph in article["paragraphs"]:
+                sentences += [(article["title"], s.strip()) for s in SENTENCE_END.split(paragraph["context"]) if s.strip()]
+                questions += [qa["question"] for qa in paragraph["qas"]]
+    return sentences, questions
+
+
+def build_index(sentences: list[tuple[str, str]], count: int, folder: Path) -> float:
+    """Encode the first ``count`` distinct sentences with MiniLM and save an exact index; returns seconds."""
+    from uae.data.schema import Corpus, Passage
+    from uae.retriever import Retriever
+
+    unique = list(dict.fromkeys(sentences))
+    if len(unique) < count:
+        raise SystemExit(f"SQuAD dev has {len(unique)} distinct sentences, fewer than --passages {count}")
+    corpus = Corpus(Passage(f"s{i}", text, doc_id=title) for i, (title, text) in enumerate(unique[:count]))
+    started = time.perf_counter()
+    Retriever.build("minilm", corpus, progress=False).save(folder)
+    return time.perf_counter() - started
+
+
+# -- the server ---------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def start_server(index_dir: Path, batching: bool, log: Path) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    command = [sys.executable, "-m", "uae.cli", "serve", "minilm", "--index", str(index_dir), "--host", "127.0.0.1",
+               "--port", str(port), "--log-level", "warning", "--batching" if batching else "--no-batching"]
+    with open(log, "w") as handle:  # the child keeps its own copy of the descriptor
+        process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, cwd=ROOT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"the server exited with {process.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return process, url
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.25)
+    stop_server(process)
+    raise SystemExit("the server did not answer /healthz within 180 s")
+
+
+def stop_server(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+# -- the load -----------------------------------------------------------------------------
+
+
+async def run_level(url: str, questions: list[str], concurrency: int, total: int, seconds: float, k: int) -> dict:
+    """``concurrency`` clients share ``total`` requests; they stop early once ``seconds`` have passed."""
+    latencies: list[float] = []
+    errors: list[str] = []
+    issued = 0
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+
+    async def client(http: httpx.AsyncClient, deadline: float) -> None:
+        nonlocal issued
+        while issued < total and time.perf_counter() < deadline:
+            question = questions[issued % len(questions)]
+            issued += 1
+            started = time.perf_counter()
+            try:
+                response = await http.post("/search", json={"queries": [{"text": question}], "k": k})
+                if response.status_code != 200 or len(response.json()["results"][0]["hits"]) != k:
+                    errors.append(f"HTTP {response.status_code}: {response.text[:200]}")
+            except httpx.HTTPError as err:
+                errors.append(f"{type(err).__name__}: {err}")
+            latencies.append(time.perf_counter() - started)
+
+    async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as http:
+        for question in questions[:4]:  # warm-up, not counted
+            await http.post("/search", json={"queries": [{"text": question}], "k": k})
+        started = time.perf_counter()
+        await asyncio.gather(*(client(http, started + seconds) for _ in range(concurrency)))
+        elapsed = time.perf_counter() - started
+    times = np.asarray(latencies) * 1000
+    return {"concurrency": concurrency, "requests": len(latencies), "seconds": elapsed, "rps": len(latencies) / elapsed,
+            "p50_ms": float(np.percentile(times, 50)), "p99_ms": float(np.percentile(times, 99)),
+            "errors": len(errors), "first_error": errors[0] if errors else ""}
+
+
+def run_mode(index_dir: Path, batching: bool, questions: list[str], args, log_dir: Path) -> tuple[list[dict], dict]:
+    process, url = start_server(index_dir, batching, log_dir / f"server-{'on' if batching else 'off'}.log")
+    try:
+        levels = []
+        for concurrency in args.concurrency:
+            level = asyncio.run(run_level(url, questions, concurrency, args.requests, args.seconds, args.k))
+            levels.append(level)
+            print(f"  batching {'on ' if batching else 'off'} c={concurrency:>3}: {level['rps']:7.1f} req/s, "
+                  f"p50 {level['p50_ms']:7.1f} ms, p99 {level['p99_ms']:7.1f} ms, {level['requests']} requests, "
+                  f"{level['errors']} errors {level['first_error'][:120]}", flush=True)
+        stats = httpx.get(f"{url}/stats", timeout=10).json()
+    finally:
+        stop_server(process)
+    return levels, stats["batching"]
+
+
+# -- report -------------------------------------------------------------------------------
+
+
+def table(modes: dict[str, list[dict]]) -> str:
+    off = {level["concurrency"]: level for level in modes["off"]}
+    lines = ["| concurrency | batching | requests | req/s | p50 ms | p99 ms | errors | req/s vs batching off |",
+             "|---:|---|---:|---:|---:|---:|---:|---:|"]
+    for mode in ("on", "off"):
+        for level in modes[mode]:
+            gain = level["rps"] / off[level["concurrency"]]["rps"]
+            lines.append(f"| {level['concurrency']} | {mode} | {level['requests']} | {level['rps']:.1f} | {level['p50_ms']:.1f} | "
+                         f"{level['p99_ms']:.1f} | {level['errors']} | {gain:.2f}x |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    args = parse_args()
+    args.passages = args.passages or (2_000 if args.quick else 10_000)
+    args.requests = args.requests or (96 if args.quick else 512)
+    args.seconds = args.seconds or (15.0 if args.quick else 60.0)
+    info = machine()
+    command = command_line(__file__)
+    print(f"command: {command}")
+    print(f"machine: {describe_machine(info)}; httpx {httpx.__version__}")
+
+    sentences, questions = squad_sentences_and_questions()
+    with tempfile.TemporaryDirectory(prefix="uae-bench-serve-") as tmp:
+        tmp = Path(tmp)
+        build_s = build_index(sentences, args.passages, tmp / "index")
+        print(f"index: {args.passages:,} SQuAD sentences encoded by MiniLM in {build_s:.1f} s; "
+              f"{len(questions):,} SQuAD questions as queries", flush=True)
+        modes, counters = {}, {}
+        for batching in (True, False):
+            modes["on" if batching else "off"], counters["on" if batching else "off"] = run_mode(tmp / "index", batching, questions, args, tmp)
+
+    report = table(modes)
+    print(report)
+    top = max(args.concurrency)
+    on, off = modes["on"][-1], modes["off"][-1]
+    mean_batch = counters["on"]["search_queries"] / max(1, counters["on"]["search_batches"])
+    figures = {
+        f"c={top} batching on req/s": f"{on['rps']:.1f}", f"off req/s": f"{off['rps']:.1f}",
+        "gain": f"{on['rps'] / off['rps']:.2f}x", f"c={top} p99 ms on/off": f"{on['p99_ms']:.0f}/{off['p99_ms']:.0f}",
+        f"errors at c={top} on/off": f"{on['errors']}/{off['errors']}",
+        "errors total": sum(level["errors"] for mode in modes.values() for level in mode),
+        "mean batch (on)": f"{mean_batch:.1f}",
+    }
+    section = "\n".join([
+        section_heading(f"Service load, {args.passages:,} passages", args.quick),
+        "",
+        f"Command: `{command}`",
+        "",
+        f"Machine: {describe_machine(info)}; httpx {httpx.__version__}. The load generator shares the 2 cores with the server.",
+        "",
+        f"Setup: `uae serve minilm --index DIR` (uvicorn, one process, access log off) on 127.0.0.1 over an exact index "
+        f"of {args.passages:,} SQuAD v1.1 dev sentences encoded by the packaged all-MiniLM-L6-v2 (built in {build_s:.0f} s); "
+        f"queries are SQuAD dev questions, one per `POST /search`, k={args.k}. Each level: {args.requests} requests "
+        f"or {args.seconds:.0f} s, whichever ends first. Batching on: max batch 64, max wait 5 ms; the server counted "
+        f"{counters['on']['encoder_calls']} encoder calls for {counters['on']['search_queries']} queries "
+        f"(mean batch {mean_batch:.1f}). Batching off: {counters['off']['encoder_calls']} encoder calls for "
+        f"{counters['off']['search_queries']} queries. Gain: req/s with batching / req/s without, same run.",
+        "",
+        report,
+    ])
+    if not args.no_write:
+        print(f"appended to {append_benchmarks(section)}")
+    print(result_line(f"service load{' (quick)' if args.quick else ''}", figures))
+
+
+if __name__ == "__main__":
+    main()
