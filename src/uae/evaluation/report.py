@@ -87,7 +87,8 @@ def plot_utility_histogram(utilities: Sequence[float], path: str | os.PathLike, 
     left_out = values.size - finite.size
     ax.set_title(title + (f" ({left_out} non-finite left out)" if left_out else ""))
     ax.set_xlabel("utility (nats per answer token)")
-    ax.set_ylabel("passages")
+    ax.set_ylabel("passages (log scale)")
+    ax.set_yscale("log")  # a few helpful passages among many neutral ones: counts span decades
     return _save(fig, path)
 
 
