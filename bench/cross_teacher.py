@@ -57,10 +57,10 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parents[1]
 SQUAD = Path("/work/shared/data/squad/squad-v1.1-dev-part1.json")
 TINY_MODELS = ("tiny-gpt2", "tiny-llama")
-QUICK = {"articles": 4, "train_questions": 48, "test_questions": 32, "pool_size": 6, "steps": 6, "batch_size": 8,
-         "teachers": "dirichlet:mu=100,dirichlet:mu=2000"}
-FULL = {"articles": 12, "train_questions": 300, "test_questions": 200, "pool_size": 8, "steps": 40, "batch_size": 16,
-        "teachers": "dirichlet:mu=100,dirichlet:mu=2000,tiny-gpt2"}
+QUICK = {"articles": 3, "train_questions": 32, "test_questions": 24, "pool_size": 4, "steps": 3, "batch_size": 4,
+         "max_seq_length": 64, "eval_seq_length": 128, "teachers": "dirichlet:mu=100,dirichlet:mu=2000"}
+FULL = {"articles": 12, "train_questions": 300, "test_questions": 200, "pool_size": 6, "steps": 24, "batch_size": 8,
+        "max_seq_length": 96, "eval_seq_length": 256, "teachers": "dirichlet:mu=100,dirichlet:mu=2000,tiny-gpt2"}
 
 
 # ---- set-up --------------------------------------------------------------------------------
@@ -79,7 +79,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--pool-size", type=int)
     parser.add_argument("--steps", type=int, help="training steps per student")
     parser.add_argument("--batch-size", type=int, help="queries per step")
-    parser.add_argument("--max-seq-length", type=int, default=160)
+    parser.add_argument("--max-seq-length", type=int, help="tokens per text in training")
+    parser.add_argument("--eval-seq-length", type=int, help="tokens per text in mining and evaluation, the same for every model")
     parser.add_argument("--tau-t", type=float, default=1.0, help="teacher temperature (utilities z-normalised per query)")
     parser.add_argument("--base-model", default="minilm")
     parser.add_argument("--grades", type=int, default=3, help="G of the graded qrels")
@@ -111,7 +112,7 @@ def machine() -> dict:
 
 def settings_key(args: argparse.Namespace) -> str:
     keys = ("data", "teacher_specs", "mix", "articles", "train_questions", "test_questions", "pool_size", "steps", "batch_size",
-            "max_seq_length", "tau_t", "base_model", "seed")
+            "max_seq_length", "eval_seq_length", "tau_t", "base_model", "seed")
     payload = json.dumps({k: getattr(args, k) for k in keys}, sort_keys=True, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()[:12]
 
@@ -187,13 +188,13 @@ def mine(setup: Setup, args: argparse.Namespace, work: Path):
     from uae.mining import mine_pools
     from uae.retriever import Retriever
 
-    retriever = Retriever.build(args.base_model, setup.dataset.corpus, progress=False)
     path = work / "pools.parquet"
     if path.is_file():
-        return read_pools(path), retriever
+        return read_pools(path)
+    retriever = Retriever.build(args.base_model, setup.dataset.corpus, args.eval_seq_length, progress=False)
     pools = mine_pools(setup.dataset, setup.train + setup.test, retriever, args.pool_size, 50, True, progress=False)
     write_pools(pools, path)
-    return pools, retriever
+    return pools
 
 
 def label(setup: Setup, pools, args: argparse.Namespace, work: Path) -> tuple[dict, dict]:
@@ -248,19 +249,14 @@ def _train(setup: Setup, pools, kind: str, utilities, targets, loss: str, args: 
     return str(out)
 
 
-def evaluate_students(setup: Setup, pools, utilities: dict, students: dict[str, str], base_retriever, args: argparse.Namespace) -> dict:
+def evaluate_students(setup: Setup, pools, utilities: dict, students: dict[str, str], args: argparse.Namespace) -> dict:
     """Runs and pool scores of every student, then every measure against every judge."""
-    from uae.cross_teacher import student_pool_scores
-    from uae.retrieval_types import hits_to_run
-    from uae.retriever import Retriever
+    from uae.cross_teacher import student_scores
 
-    texts, ids = [q.text for q in setup.test], [q.id for q in setup.test]
     pool_ids = {q.id: [c.passage_id for c in pools[q.id]] for q in setup.test}
     runs, scores = {}, {}
     for name, path in students.items():
-        retriever = base_retriever if path == args.base_model else Retriever.build(path, setup.dataset.corpus, progress=False)
-        runs[name] = hits_to_run(ids, retriever.search(texts, 100))
-        scores[name] = student_pool_scores(path, setup.test, pool_ids, setup.dataset.corpus)
+        runs[name], scores[name] = student_scores(path, setup.test, setup.dataset.corpus, pool_ids, 100, max_seq_length=args.eval_seq_length)
     return measure(setup, utilities, runs, scores, args)
 
 
@@ -351,7 +347,7 @@ def report(args, command: str, info: dict, setup: Setup, label_seconds: dict, re
         f"{len(setup.train)} train and {len(setup.test)} test questions (sampled, seed {args.seed}). Pools: {args.pool_size} "
         f"passages per question (BM25 + `{args.base_model}`, RRF, gold kept). Students: `{args.base_model}` + UM-InfoNCE "
         f"(z-normalised utilities, tau_t {args.tau_t}, tau_s 0.05), {args.steps} steps of {args.batch_size} questions, "
-        f"max_seq_length {args.max_seq_length}; `infonce_gold`: plain InfoNCE on the gold paragraph, same steps; `mix`: "
+        f"max_seq_length {args.max_seq_length} in training, {args.eval_seq_length} for every model in mining and evaluation; `infonce_gold`: plain InfoNCE on the gold paragraph, same steps; `mix`: "
         f"{args.mix} of all teachers, equal weights. Graded qrels: within-query quantiles, grades 0..{args.grades}.  ",
         "Labeling time: " + ", ".join(f"{t} {s:.0f} s" for t, s in label_seconds.items()) + ".\n",
         *tables(result, students, teachers),
@@ -378,10 +374,16 @@ def main() -> None:
     started = time.perf_counter()
     setup = build_setup(args)
     print(f"data: {len(setup.dataset.corpus)} passages, {len(setup.train)} train / {len(setup.test)} test questions; work {work}")
-    pools, base_retriever = mine(setup, args, work)
+    stage = time.perf_counter()
+    pools = mine(setup, args, work)
+    print(f"stage mine: {time.perf_counter() - stage:.0f} s")
     utilities, label_seconds = label(setup, pools, args, work)
+    stage = time.perf_counter()
     students = train_students(setup, pools, utilities, args, work)
-    result = evaluate_students(setup, pools, utilities, students, base_retriever, args)
+    print(f"stage train: {time.perf_counter() - stage:.0f} s")
+    stage = time.perf_counter()
+    result = evaluate_students(setup, pools, utilities, students, args)
+    print(f"stage evaluate: {time.perf_counter() - stage:.0f} s")
     text = report(args, command, info, setup, label_seconds, result, list(students), time.perf_counter() - started)
     print(text)
     if not args.no_write:

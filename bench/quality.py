@@ -242,7 +242,8 @@ def section(args, command: str, info: dict, data: dict, config, result, comparis
         f"documents {args.documents_limit} (seeded random samples, seed {args.seed}). "
         f"{'Scoped retrieval: each question searches only its own document. ' if data['scoped'] else 'Corpus-wide retrieval. '}"
         f"Corpus: {data['passages']} passages ({data['passage_words_mean']} words on average)"
-        f"{', cut to the documents of the kept questions' if data['corpus_trimmed_to_kept_documents'] else ''}.  ",
+        f"{', cut to the documents of the kept questions' if data['corpus_trimmed_to_kept_documents'] else ''}. "
+        f"Left out by the loader: {data['loader_skipped'] or 'nothing'}.  ",
         f"Training (both models, same base `{config.base_model}`, pools, steps and seed): {t.steps} steps of {t.batch_size} "
         f"questions ({t.steps * t.batch_size} question visits, {t.steps * t.batch_size / data['train_questions']:.2f} "
         f"epoch) x {t.train_pool_size} pool passages (from pools of {config.mining.pool_size}), max_seq_length "

@@ -13,7 +13,7 @@ kind whose recall@K is at least 0.95.
 Re-ranker side: UPR, the pointwise judge and RankGPT (``uae.rerankers``) re-rank K passages of
 about 200 tokens (real SQuAD paragraphs, cut or joined to 200 tokens) with a Qwen2-0.5B-shaped
 LLM at random weights: hidden 896, 24 layers, 14 heads, 2 KV heads, intermediate 4864, vocab
-151936, tied embeddings (``--quick``: the same widths, 2 layers). Text is tokenised with the
+151936, tied embeddings (``--quick``: the same widths, 1 layer). Text is tokenised with the
 packaged MiniLM tokenizer (no hub download); its ids lie inside the model's vocabulary and the LM
 head still projects onto all 151936 entries where it is applied. float32 and bfloat16, and 1 or 2
 torch threads, are timed on the same forward first and the fastest combination is used. RankGPT
@@ -50,7 +50,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SQUAD = Path("/work/shared/data/squad/squad-v1.1-dev-part1.json")
 FULL = {"hidden_size": 896, "num_hidden_layers": 24, "num_attention_heads": 14, "num_key_value_heads": 2,
         "intermediate_size": 4864, "vocab_size": 151936}
-QUICK = {**FULL, "num_hidden_layers": 2}
+QUICK = {**FULL, "num_hidden_layers": 1}
 PASSAGE_TOKENS = 200
 MIN_RECALL = 0.95
 MIN_COSINE = 0.999
@@ -172,18 +172,25 @@ def build_indexes(size: int, dim: int, hnsw: bool, seed: int = 0) -> dict:
 
 
 def time_encoders(encoders: list[QueryEncoder], questions: list[str]) -> dict[tuple[str, int], float]:
-    """Median batch-1 encoding time of each encoder at 1 and 2 torch threads, the settings interleaved per query."""
+    """Median batch-1 encoding time of each encoder at 1 and 2 torch threads, the settings interleaved per query.
+
+    A setting whose median after 3 queries is over 3x the best one's is dropped early (its median so far is kept).
+    """
     import torch
 
     settings = [(encode, threads) for encode in encoders for threads in (1, 2)]
     times: dict[tuple[str, int], list[float]] = {(e.dtype, t): [] for e, t in settings}
     for index, q in enumerate(questions):
+        best = min((float(np.median(v)) for v in times.values() if len(v) >= 3), default=float("inf"))
         for encode, threads in settings:
+            samples = times[(encode.dtype, threads)]
+            if len(samples) >= 3 and np.median(samples) > 3 * best:
+                continue
             torch.set_num_threads(threads)
             started = time.perf_counter()
             encode(q)
             if index:  # the first round warms up
-                times[(encode.dtype, threads)].append(time.perf_counter() - started)
+                samples.append(time.perf_counter() - started)
     return {key: float(np.median(values)) for key, values in times.items()}
 
 
@@ -296,26 +303,34 @@ def run_llm(args, setup: dict, questions: list[str], paragraphs: list[str], dept
     return llm
 
 
-def choose_dtype_and_threads(teacher, passages: list[str]) -> tuple[dict, tuple]:
-    """Time one backbone forward of 2 passages at fp32/bf16 x 1/2 threads; return the times and the fastest."""
+def choose_dtype_and_threads(teacher, passages: list[str], rounds: int = 2) -> tuple[dict, tuple]:
+    """Time a backbone forward of one passage per (dtype, threads), rounds interleaved; keep the fastest.
+
+    The weights were saved in bf16, so the float32 and bfloat16 copies hold the same values. Each
+    setting's time is its minimum over the rounds; after the first round a setting over 2x the best
+    is dropped (its first time is kept). Returns ``({(dtype, threads): seconds}, best)``.
+    """
     import torch
 
-    ids = teacher.tokenizer(passages[:2], add_special_tokens=False, return_tensors="pt", padding=True)
-    times = {}
-    for dtype in (torch.float32, torch.bfloat16):
-        teacher.model.to(dtype)
-        for threads in (2, 1):
-            torch.set_num_threads(threads)
-            with torch.inference_mode():
-                teacher.model.base_model(input_ids=ids["input_ids"][:1, :32])  # warm-up
+    models = {"float32": teacher.model, "bfloat16": copy.deepcopy(teacher.model).to(torch.bfloat16)}
+    ids = teacher.tokenizer(passages[:1], add_special_tokens=False, return_tensors="pt")["input_ids"]
+    times: dict[tuple[str, int], list[float]] = {(d, t): [] for d in models for t in (1, 2)}
+    with torch.inference_mode():
+        for round_ in range(rounds):
+            best = min((min(v) for v in times.values() if v), default=float("inf"))
+            for (dtype, threads), samples in times.items():
+                if round_ and min(samples) > 2 * best:
+                    continue
+                torch.set_num_threads(threads)
+                if not round_:
+                    models[dtype].base_model(input_ids=ids[:, :16])  # warm-up
                 started = time.perf_counter()
-                teacher.model.base_model(**ids)
-                times[(str(dtype).removeprefix("torch."), threads)] = time.perf_counter() - started
-    best = min(times, key=times.get)
-    teacher.model.to(getattr(torch, best[0]))
-    teacher.dtype = getattr(torch, best[0])
-    torch.set_num_threads(best[1])
-    return times, best
+                models[dtype].base_model(input_ids=ids)
+                samples.append(time.perf_counter() - started)
+    best_setting = min(times, key=lambda key: min(times[key]))
+    teacher.model, teacher.dtype = models[best_setting[0]], getattr(torch, best_setting[0])
+    torch.set_num_threads(best_setting[1])
+    return {key: min(values) for key, values in times.items()}, best_setting
 
 
 def make_rerankers(teacher) -> dict:
@@ -401,7 +416,7 @@ def report(command: str, info: dict, args, setup: dict, uae: dict, llm: dict, en
         f"**UAE**: all-MiniLM-L6-v2 encodes the real query text at batch 1 (tokenise, forward under inference_mode, "
         f"mean-pool, normalise: max abs diff {setup['encoder_check']:.1e} to SentenceTransformer.encode). Encoder dtype and "
         f"torch threads chosen by timing (median of 10 interleaved queries; a dtype is eligible when its cosine to "
-        f"float32 stays >= {MIN_COSINE}): " + ", ".join(f"{d} x {t} thread{'s' if t > 1 else ''}: {v * 1e3:.1f} ms"
+        f"float32 stays >= {MIN_COSINE}; a setting 3x slower than the best is dropped after 3): " + ", ".join(f"{d} x {t} thread{'s' if t > 1 else ''}: {v * 1e3:.1f} ms"
                                                           for (d, t), v in setup["encoder_times"].items())
         + f"; used **{setup['encoder_choice'][0]}, {setup['encoder_choice'][1]} thread(s)** (min cosine to the float32 "
         f"embedding over the timed queries: {setup['encoder_min_cosine']:.5f}); FAISS threads 1. Then one FAISS search "
@@ -419,9 +434,9 @@ def report(command: str, info: dict, args, setup: dict, uae: dict, llm: dict, en
         f"{setup['shape']['num_attention_heads']} heads / {setup['shape']['num_key_value_heads']} KV heads, intermediate "
         f"{setup['shape']['intermediate_size']}, vocab {setup['shape']['vocab_size']} ({setup['parameters'] / 1e6:.0f}M "
         "parameters), **random weights; timing does not depend on weight values**"
-        + (" (**--quick: 2 layers instead of 24**, so these re-ranker times are far below the 0.5B model's)" if args.quick else "")
-        + f". Text tokenised with the packaged MiniLM tokenizer. dtype and threads chosen by timing one forward of 2 "
-        f"passages: {dtype_times}; used **{setup['dtype'][0]}, {setup['dtype'][1]} thread(s)**. UPR: one batched forward, "
+        + (" (**--quick: 1 layer instead of 24**, so these re-ranker times are far below the 0.5B model's)" if args.quick else "")
+        + f". Text tokenised with the packaged MiniLM tokenizer. dtype and threads chosen by timing a forward of one "
+        f"passage (minimum of 2 interleaved rounds; a setting over 2x the best skips round 2): {dtype_times}; used **{setup['dtype'][0]}, {setup['dtype'][1]} thread(s)**. UPR: one batched forward, "
         "LM head on the question tokens only; judge: one batched forward, LM head at the last position only; RankGPT: "
         f"window 20, step 10, greedy generation of the full ordering's length + 2 tokens per window. Latency is the "
         f"re-ranker's own time per query (first stage excluded), after one untimed warm-up call. Timed queries per row: up "
@@ -445,7 +460,7 @@ def result_line(args, uae: dict, llm: dict) -> str:
         parts.append(f"{method}@{k} p50 {row['p50']:.1f} s ({row['p50'] / base:,.0f}x)" if row["n"] else f"{method}@{k} not measured")
     k20 = [row["p50"] for (method, k), row in llm.items() if k == 20 and row["n"]]
     cheapest = f"; cheapest re-ranker at K=20 / UAE = {min(k20) / base:,.0f}x" if k20 else ""
-    return f"RESULT: speed{' (quick, 2-layer LLM)' if args.quick else ''}: " + ", ".join(parts) + cheapest
+    return f"RESULT: speed{' (quick, 1-layer LLM)' if args.quick else ''}: " + ", ".join(parts) + cheapest
 
 
 # ---- main -------------------------------------------------------------------------------------
@@ -453,9 +468,9 @@ def result_line(args, uae: dict, llm: dict) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="Per-query latency of UAE against LLM re-rankers.")
-    parser.add_argument("--quick", action="store_true", help="2-layer LLM, K=20 only, fewer queries (< 2 minutes)")
+    parser.add_argument("--quick", action="store_true", help="1-layer LLM, K=20 only, fewer queries (< 2 minutes)")
     parser.add_argument("--index-size", type=int, default=100_000, help="vectors in the FAISS index")
-    parser.add_argument("--uae-queries", type=int, help="timed UAE queries (default 200, quick 40)")
+    parser.add_argument("--uae-queries", type=int, help="timed UAE queries (default 200, quick 30)")
     parser.add_argument("--llm-queries", type=int, help="timed queries per re-ranker row at most (default 3, quick 1)")
     parser.add_argument("--row-budget-s", type=float, help="no new query in a row after this many seconds (default 150, quick 30)")
     parser.add_argument("--budget-s", type=float, help="time for all re-ranker rows; a row that would overrun it is "
@@ -466,7 +481,7 @@ def main() -> None:
     parser.add_argument("--no-write", action="store_true", help="do not append to BENCHMARKS.md")
     args = parser.parse_args()
     depths = args.depths or ([20] if args.quick else [20, 50])
-    setup = {"k": depths[0], "uae_queries": args.uae_queries or (40 if args.quick else 200),
+    setup = {"k": depths[0], "uae_queries": args.uae_queries or (30 if args.quick else 200),
              "llm_queries": args.llm_queries or (1 if args.quick else 3),
              "row_budget_s": args.row_budget_s or (30.0 if args.quick else 150.0),
              "budget_s": args.budget_s or (60.0 if args.quick else 840.0), "shape": QUICK if args.quick else FULL}
@@ -478,8 +493,11 @@ def main() -> None:
           f"faiss {info['faiss']}, load average {info['load_average']:.1f} (shared machine)")
     questions, paragraphs, setup["text"] = load_text()
 
+    started = time.perf_counter()
     uae = run_uae(args, setup, questions, depths[0])
+    print(f"[{time.perf_counter() - started:.0f} s] UAE done", flush=True)
     llm = run_llm(args, setup, questions, paragraphs, depths)
+    print(f"[{time.perf_counter() - started:.0f} s] re-rankers done", flush=True)
     text = report(command, info, args, setup, uae, llm, os.getloadavg()[0])
     print(text)
     if not args.no_write:

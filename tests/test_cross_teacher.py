@@ -13,7 +13,7 @@ from uae.cross_teacher import (
     grade_query,
     graded_qrels,
     pool_kendall_tau,
-    student_pool_scores,
+    student_scores,
     teacher_agreement,
     utility_ndcg,
 )
@@ -83,15 +83,20 @@ def test_teacher_agreement_over_shared_pools() -> None:
     assert taus == {"q": pytest.approx(-1.0)}
 
 
-def test_student_pool_scores_are_cosines(tiny_encoder_dir: Path) -> None:
+def test_student_scores_rank_the_corpus_and_score_the_pool_with_cosines(tiny_encoder_dir: Path) -> None:
     from uae.encoders import encode, load_encoder
 
-    corpus = Corpus([Passage("a", "the island of iota"), Passage("b", "a mountain called kappa")])
-    queries = [Query("q", "where is iota?")]
-    scores = student_pool_scores(str(tiny_encoder_dir), queries, {"q": ["a", "b"]}, corpus)
+    corpus = Corpus([Passage("a", "the island of iota", doc_id="x"), Passage("b", "a mountain called kappa", doc_id="x"),
+                     Passage("c", "a river named lambda", doc_id="y")])
+    queries = [Query("q", "where is iota?"), Query("scoped", "where is iota?", doc_id="y")]
+    run, pooled = student_scores(str(tiny_encoder_dir), queries, corpus, {"q": ["a", "b"]}, depth=2)
     model = load_encoder(str(tiny_encoder_dir))
-    q, p = encode(model, ["where is iota?"], progress=False), encode(model, corpus.texts, progress=False)
-    assert [scores["q"]["a"], scores["q"]["b"]] == pytest.approx((p @ q[0]).tolist(), abs=1e-5)
+    cosines = encode(model, corpus.texts, progress=False) @ encode(model, ["where is iota?"], progress=False)[0]
+    assert [pooled["q"]["a"], pooled["q"]["b"]] == pytest.approx(cosines[:2].tolist(), abs=1e-5)
+    best = np.argsort(-cosines)[:2]
+    assert list(run["q"]) == [corpus.ids[i] for i in best]  # top-2, best first
+    assert run["q"][corpus.ids[best[0]]] == pytest.approx(float(cosines[best[0]]), abs=1e-5)
+    assert list(run["scoped"]) == ["c"] and "scoped" not in pooled  # its scope holds one passage; it has no pool
 
 
 def _labels(folder: Path) -> Path:

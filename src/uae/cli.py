@@ -343,14 +343,21 @@ def serve(
     ef_search: Annotated[Optional[int], typer.Option(help="hnsw: override the stored efSearch")] = None,
     nprobe: Annotated[Optional[int], typer.Option(help="ivfpq: override the stored nprobe")] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level (warning hides the access log)")] = "info",
+    threads: Annotated[Optional[int], typer.Option(help="torch and FAISS threads (default: torch's, one per core)")] = None,
 ) -> None:
     """Serve search, embedding and live index edits over HTTP (OpenAPI at /docs)."""
+    if threads is not None:
+        os.environ["OMP_NUM_THREADS"] = str(threads)  # read by the OpenMP runtimes of torch and FAISS when they load
     import uvicorn
 
     from uae.retriever import Retriever
     from uae.server import ServerSettings, create_app
 
     def action():
+        if threads is not None:
+            import torch
+
+            torch.set_num_threads(threads)
         retriever = Retriever.load(index_dir, model_path=model)
         tuning = {name: value for name, value in {"ef_search": ef_search, "nprobe": nprobe}.items() if value is not None}
         if tuning:

@@ -22,7 +22,8 @@ teacher's labels into what evaluation consumes, and holds the measures of the te
   (``max(u, 0)``, linear gain, log2 discount), the ideal ranking being the teacher's pool sorted
   by utility; passages outside the teacher's pool have gain 0 (unjudged).
 - :func:`pool_kendall_tau`: Kendall's tau-b between a student's scores and a teacher's
-  utilities over each query's pool.
+  utilities over each query's pool (:func:`student_scores` gives a student's ranking and pool
+  scores from one encoding of the corpus).
 - :func:`load_teacher_utilities` and :func:`mixed_training_utilities`: several teachers'
   labels into one set of training targets (``uae train --labels A --labels B``).
 """
@@ -34,11 +35,14 @@ import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
 from uae.data.schema import Corpus, Qrels, Query, SkipReport
+
+if TYPE_CHECKING:
+    from uae.config import TargetsConfig
 
 GradeScheme = Literal["quantile", "threshold"]
 Utilities = dict[str, dict[str, float]]
@@ -84,7 +88,8 @@ def load_teacher_utilities(paths: Sequence[str | os.PathLike], aggregate: Litera
     return per_teacher, skipped
 
 
-def mixed_training_utilities(per_teacher: Mapping[str, Utilities], weights: Sequence[float] | None, mode: str, targets):
+def mixed_training_utilities(per_teacher: Mapping[str, Utilities], weights: Sequence[float] | None, mode: str,
+                             targets: TargetsConfig) -> tuple[Utilities, TargetsConfig, SkipReport]:
     """Training input for several teachers: combined targets as ``log p``, and the targets config that reproduces them.
 
     :func:`uae.training.build_training_rows` builds targets from utilities with a targets config;
@@ -274,28 +279,41 @@ def teacher_agreement(a: Mapping[str, Mapping[str, float]], b: Mapping[str, Mapp
     return pool_kendall_tau(b, shared)
 
 
-def student_pool_scores(model_path: str, queries: Sequence[Query], pools: Mapping[str, Sequence[str]], corpus: Corpus,
-                        batch_size: int = 64, progress: bool = False) -> dict[str, dict[str, float]]:
-    """Cosine similarity of each query with each passage of its pool, under the encoder at ``model_path``.
+def student_scores(model_path: str, queries: Sequence[Query], corpus: Corpus, pools: Mapping[str, Sequence[str]], depth: int = 100,
+                   batch_size: int = 64, max_seq_length: int | None = None, progress: bool = False) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, float]]]:
+    """A student's ranking of the corpus and its scores over each pool, from one encoding of the corpus.
+
+    Scores are cosine similarities (unit vectors, inner product): the ranking is the exact search a
+    FAISS flat index gives, restricted to a query's ``doc_id`` scope when it has one.
 
     Args:
         model_path: a sentence-transformers folder or ``minilm``.
         queries: the queries to score.
-        pools: ``{query_id: [passage_id, ...]}``.
-        corpus: passage texts.
+        corpus: the passages.
+        pools: ``{query_id: [passage_id, ...]}``; a query without a pool gets no pool scores.
+        depth: passages kept per query in the run.
         batch_size: encoder batch size.
+        max_seq_length: tokens per text (default: the model's own setting).
         progress: show encoding progress.
+
+    Returns:
+        ``(run, pool scores)``: ``{query_id: {passage_id: cosine}}`` for the top-``depth`` and for the pool.
     """
     from uae.encoders import encode, load_encoder
 
-    model = load_encoder(model_path)
-    scored = [q for q in queries if pools.get(q.id)]
-    passage_ids = list(dict.fromkeys(pid for q in scored for pid in pools[q.id]))
-    query_vectors = encode(model, [q.text for q in scored], batch_size, "encoding queries", progress)
-    passage_vectors = encode(model, [corpus[pid].full_text for pid in passage_ids], batch_size, "encoding pools", progress)
-    row_of = {pid: i for i, pid in enumerate(passage_ids)}
-    return {q.id: {pid: float(np.dot(query_vectors[i], passage_vectors[row_of[pid]])) for pid in pools[q.id]}
-            for i, q in enumerate(scored)}
+    model = load_encoder(model_path, max_seq_length=max_seq_length)
+    passages = encode(model, corpus.texts, batch_size, "encoding passages", progress)
+    similarities = encode(model, [q.text for q in queries], batch_size, "encoding queries", progress) @ passages.T
+    ids = corpus.ids
+    run, pooled = {}, {}
+    for row, query in enumerate(queries):
+        scope = corpus.rows_in_scope(query.doc_id)
+        candidates = np.arange(len(ids)) if scope is None else np.asarray(scope, dtype=np.int64)
+        top = candidates[np.argsort(-similarities[row, candidates], kind="stable")[:depth]]
+        run[query.id] = {ids[i]: float(similarities[row, i]) for i in top}
+        if pools.get(query.id):
+            pooled[query.id] = {pid: float(similarities[row, corpus.row_of[pid]]) for pid in pools[query.id]}
+    return run, pooled
 
 
 def mean(values: Mapping[str, float] | Sequence[float]) -> float:

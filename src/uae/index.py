@@ -369,6 +369,8 @@ class DenseIndex:
     def save(self, folder: str | os.PathLike) -> Path:
         """Write the index folder crash-safely: new version files first, then ``meta.json``.
 
+        One process at a time may save into a folder (threads of this process are serialised).
+
         Args:
             folder: the index folder; created if missing, an older version in it is replaced.
 
@@ -385,7 +387,7 @@ class DenseIndex:
             _write_passages(self._live_rows(), folder / meta.passages_file)
             _write_json(folder / META_FILE, asdict(meta))
             self.meta = meta
-        _remove_stale(folder, keep={META_FILE, meta.index_file, meta.passages_file})
+            _remove_stale(folder, keep={META_FILE, meta.index_file, meta.passages_file})
         return folder
 
     def _live_rows(self) -> list[tuple[int, Passage]]:

@@ -12,6 +12,7 @@ Run folder::
     models/<system>/         sentence-transformers folders (uae, infonce_gold)
     index/                   FAISS index of the UAE model
     metrics.json, report.md  the comparison, with plots
+    generations/<system>.jsonl  answers from each system's top-k (with ``generation``), resumable
     comparison.json          gains and paired p-values against the baseline, per system and metric
 """
 
@@ -307,9 +308,11 @@ def stage_eval(config: RunConfig, dataset: Dataset, models: dict[str, Path], uti
     intro = [
         f"Data: `{config.data}`, {len(queries)} {config.eval.split} queries ({skipped.total} skipped: {skipped.to_dict()}).",
         f"Base encoder: `{config.base_model}`. Teacher (labels and oracle): `{oracle_teacher.name}` — {oracle_teacher.describe().get('kind', 'language model')}.",
-        "Systems: `bm25` (bm25s), `base` (base encoder zero-shot), "
-        + ", ".join(f"`{n}` ({json.loads((p / 'uae_training.json').read_text())['loss']['name']})" for n, p in models.items())
-        + ", `teacher_oracle` (the teacher re-ranking the base top-20 *with the gold answer*: an upper bound, not deployable).",
+        "Systems: " + ", ".join(
+            ["`bm25` (bm25s)", "`base` (base encoder zero-shot)"]
+            + [f"`{n}` ({json.loads((p / 'uae_training.json').read_text())['loss']['name']})" for n, p in models.items()]
+            + ["`teacher_oracle` (the teacher re-ranking the base top-20 *with the gold answer*: an upper bound, not deployable)"]
+        ) + ".",
         f"Relative gains and paired {config.eval.significance} tests are against `{config.eval.baseline}`.",
         *([f"`answer_recall@k`: share of the {answer_comparison.n_queries} queries whose top-k passages hold a gold answer in their text "
            "(SQuAD normalisation, whole tokens); only meaningful for extractive answers."] if answer_comparison else []),

@@ -27,6 +27,10 @@ JUDGE_TEMPLATES = PromptTemplates(
 class JudgeReranker(Reranker):
     """Scores each passage by the judge's Yes-versus-No log-odds.
 
+    On the fast path the first token of each label is compared (the labels' token ids are in
+    :meth:`describe`); with single-token labels, as "Yes" and "No" are for common tokenizers, both
+    paths give the same score.
+
     Args:
         backend: A teacher built with ``templates=JUDGE_TEMPLATES``; an ``HFTeacher`` takes the fast path.
         yes: The positive label.

@@ -18,6 +18,7 @@ Splits come from the file names (train / dev / test); ``split=`` overrides.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from uae.data.loaders.common import DatasetBuilder, Loaded, Source, field, read_
 from uae.data.schema import Passage, Query
 
 PATTERNS = ("*.json",)
+_WORD = re.compile(r"\w", re.UNICODE)
 
 
 def _question(builder: DatasetBuilder, qa: dict[str, Any], passage: Passage, split: str, scoped: bool, path: Path, where: str) -> None:
@@ -35,7 +37,11 @@ def _question(builder: DatasetBuilder, qa: dict[str, Any], passage: Passage, spl
     if qa.get("is_impossible"):
         builder.skip("question: unanswerable (v2.0 is_impossible)", qid)
         return
-    answers = unique_texts(field(a, "text", str, path, where) for a in field(qa, "answers", list, path, where))
+    texts = [field(a, "text", str, path, where) for a in field(qa, "answers", list, path, where)]
+    wordless = [t for t in texts if t.strip() and not _WORD.search(t)]
+    if wordless:  # e.g. "." among the crowd answers of 3 v1.1 dev questions: nothing a teacher can score
+        builder.skip("answer: no letter or digit (the question keeps its other answers)", qid)
+    answers = unique_texts(t for t in texts if t not in wordless)
     if not answers:
         builder.skip("question: no answer text", qid)
         return
