@@ -26,6 +26,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCHMARKS = ROOT / "BENCHMARKS.md"
+SHARED_DATA = Path(os.environ.get("UAE_SHARED_DATA", ROOT.parent / "shared" / "data"))
+"""The real datasets beside the checkout (``../shared/data``)."""
 HEADER = "# Benchmarks\n\nWritten by the scripts under bench/; each section is one run.\n"
 
 
@@ -60,6 +62,7 @@ def machine() -> dict:
 
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     return {
+        **_library_versions("transformers", "sentence_transformers", "faiss"),
         "cores": os.cpu_count(),
         "cpu": cpu_model(),
         "cpu_flags": cpu_flags(),
@@ -69,6 +72,16 @@ def machine() -> dict:
         "gpu": gpu,
         "load_average": os.getloadavg()[0],
     }
+
+
+def _library_versions(*names: str) -> dict[str, str]:
+    versions = {}
+    for name in names:
+        try:
+            versions[name] = __import__(name).__version__
+        except ImportError:
+            versions[name] = "not installed"
+    return versions
 
 
 def describe_machine(info: Mapping) -> str:

@@ -32,17 +32,16 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
-import platform
 import random
 import resource
-import shlex
-import sys
 import tempfile
 import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
+
+from common import command_line, machine  # noqa: E402  (bench/ is on sys.path when a script runs)
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -194,18 +193,6 @@ class _teacher:
             self._server.__exit__(*exc)
 
 
-def machine() -> dict:
-    import torch
-
-    cpu = platform.processor() or "unknown"
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return {"cores": os.cpu_count(), "cpu": cpu, "torch": torch.__version__, "python": platform.python_version(),
-            "load_average": os.getloadavg()}
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description="Labeling throughput per backend; answer-only vs full-logits scoring.")
     parser.add_argument("--quick", action="store_true", help="a smaller model body and fewer pairs (< 2 minutes)")
@@ -225,11 +212,11 @@ def main() -> None:
     args.pool_size = args.pool_size or (3 if args.quick else 4)
     args.join = args.join or (2 if args.quick else 4)
 
-    command = "python " + " ".join(shlex.quote(a) for a in [os.path.relpath(__file__, ROOT), *sys.argv[1:]])
+    command = command_line(__file__)
     info = machine()
     print(f"command: {command}")
     print(f"machine: {info['cores']} cores ({info['cpu']}), torch {info['torch']}, python {info['python']}, "
-          f"load average {info['load_average'][0]:.1f} (shared machine)")
+          f"load average {info['load_average']:.1f} (shared machine)")
 
     job = build_job(n_queries, args.pool_size, args.join)
     with tempfile.TemporaryDirectory() as folder:
@@ -269,7 +256,7 @@ def report(command: str, info: dict, shape: dict, args, n_queries: int, pairs: i
         f"\n## Labeling throughput (bench/labeling.py{' --quick' if args.quick else ''}), {dt.date.today().isoformat()}\n",
         f"Command: `{command}`  ",
         f"Machine: {info['cores']} cores ({info['cpu']}), torch {info['torch']}, CPU only; shared with other engineers "
-        f"during the run (load average {info['load_average'][0]:.1f} at the start), so absolute rates are low and noisy; "
+        f"during the run (load average {info['load_average']:.1f} at the start), so absolute rates are low and noisy; "
         f"the ratio is measured in the same run.  ",
         f"Model: Qwen2 architecture at random weights, float32, {shape['num_hidden_layers']} layers, hidden "
         f"{shape['hidden_size']}, {shape['num_attention_heads']} heads / {shape['num_key_value_heads']} KV heads, "

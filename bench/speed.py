@@ -33,9 +33,6 @@ import copy
 import datetime as dt
 import json
 import os
-import platform
-import shlex
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -46,8 +43,10 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import numpy as np  # noqa: E402
 
+from common import command_line, machine  # noqa: E402  (bench/ is on sys.path when a script runs)
+
 ROOT = Path(__file__).resolve().parents[1]
-SQUAD = Path("/work/shared/data/squad/squad-v1.1-dev-part1.json")
+SQUAD = Path(os.environ.get("UAE_SHARED_DATA", ROOT.parent / "shared" / "data")) / "squad" / "squad-v1.1-dev-part1.json"
 FULL = {"hidden_size": 896, "num_hidden_layers": 24, "num_attention_heads": 14, "num_key_value_heads": 2,
         "intermediate_size": 4864, "vocab_size": 151936}
 QUICK = {**FULL, "num_hidden_layers": 1}
@@ -60,21 +59,6 @@ EXACT = "exact (IndexFlatIP, fp32)"
 
 
 # ---- machine and text -------------------------------------------------------------------------
-
-
-def machine() -> dict:
-    """Cores, CPU model, library versions and the load average (the cores are shared)."""
-    import faiss
-    import torch
-    import transformers
-
-    cpu = platform.processor() or "unknown"
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return {"cores": os.cpu_count(), "cpu": cpu, "torch": torch.__version__, "transformers": transformers.__version__,
-            "faiss": faiss.__version__, "load_average": os.getloadavg()[0]}
 
 
 def load_text() -> tuple[list[str], list[str], str]:
@@ -486,7 +470,7 @@ def main() -> None:
              "row_budget_s": args.row_budget_s or (30.0 if args.quick else 150.0),
              "budget_s": args.budget_s or (60.0 if args.quick else 840.0), "shape": QUICK if args.quick else FULL}
 
-    command = "python " + " ".join(shlex.quote(a) for a in [os.path.relpath(__file__, ROOT), *sys.argv[1:]])
+    command = command_line(__file__)
     info = machine()
     print(f"command: {command}")
     print(f"machine: {info['cores']} cores ({info['cpu']}), torch {info['torch']}, transformers {info['transformers']}, "

@@ -12,6 +12,9 @@ os.environ["TRANSFORMERS_OFFLINE"] = "1"
 
 TINY_SIZE = {"layers": 2, "heads": 2, "hidden": 32}
 
+SHARED_DATA = Path(os.environ.get("UAE_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+"""The real datasets beside the checkout (``../shared/data``); tests that need them skip without it."""
+
 
 def _minilm_tokenizer():
     from transformers import AutoTokenizer

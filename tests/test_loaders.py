@@ -1,7 +1,7 @@
 """Dataset loaders, chunking, splits by document, download and `uae data`.
 
 Fixtures in tests/fixtures/ are tiny hand-written files in each dataset's official format.
-The tests at the end read the real copies in /work/shared/data and skip when it is absent.
+The tests at the end read the real copies in ../shared/data and skip when it is absent.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from uae.data.schema import Corpus, Passage, Query, SkipReport
 from uae.data.splits import query_documents, split_by_document
 
 FIXTURES = Path(__file__).parent / "fixtures"
-SHARED = Path("/work/shared/data")
+from conftest import SHARED_DATA as SHARED
 
 
 # ----------------------------------------------------------------------------- chunking
@@ -466,7 +466,7 @@ def test_download_from_a_local_copy_verifies_known_files(tmp_path, fake_registry
 
 # ----------------------------------------------------------------------------- the shared real data
 
-needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason="shared data folder /work/shared/data is absent")
+needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason=f"shared data folder {SHARED} is absent")
 
 
 def _shared(folder: str) -> Path:

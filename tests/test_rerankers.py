@@ -28,7 +28,9 @@ PASSAGES = [
     "bananas are yellow fruit.",
     "paris is the capital of france and home of the eiffel tower.",
 ]
-SQUAD = Path("/work/shared/data/squad/squad-v1.1-dev-part1.json")
+from conftest import SHARED_DATA
+
+SQUAD = SHARED_DATA / "squad" / "squad-v1.1-dev-part1.json"
 
 
 @lru_cache(maxsize=4)
