@@ -44,7 +44,7 @@ class Retriever:
         """
         model = load_encoder(model_path, max_seq_length=max_seq_length)
         vectors = encode(model, corpus.texts, description="encoding passages", progress=progress)
-        index = DenseIndex.build(vectors, corpus, model=resolve_encoder(model_path), fingerprint=model_fingerprint(model_path),
+        index = DenseIndex.build(vectors, corpus, model=_absolute(resolve_encoder(model_path)), fingerprint=model_fingerprint(model_path),
                                  kind=kind, config=index_config)
         return cls(model, index)
 
@@ -68,3 +68,9 @@ class Retriever:
         """Top-``k`` passages for each query text; ``scopes`` restricts a query to one document."""
         vectors = encode(self.model, list(queries), self.batch_size, description="encoding queries", progress=progress)
         return self.index.search(vectors, k, scopes)
+
+
+def _absolute(model: str) -> str:
+    """A local model folder as an absolute path, so the index finds it from any working directory."""
+    path = Path(model)
+    return str(path.resolve()) if path.is_dir() else model
