@@ -57,6 +57,8 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parents[1]
 SQUAD = Path("/work/shared/data/squad/squad-v1.1-dev-part1.json")
 TINY_MODELS = ("tiny-gpt2", "tiny-llama")
+REUSED: list[str] = []
+"""What this run took from an earlier run with the same settings (said in the report: wall time excludes it)."""
 QUICK = {"articles": 3, "train_questions": 32, "test_questions": 24, "pool_size": 4, "steps": 3, "batch_size": 4,
          "max_seq_length": 64, "eval_seq_length": 128, "teachers": "dirichlet:mu=100,dirichlet:mu=2000"}
 FULL = {"articles": 12, "train_questions": 300, "test_questions": 200, "pool_size": 6, "steps": 24, "batch_size": 8,
@@ -190,6 +192,7 @@ def mine(setup: Setup, args: argparse.Namespace, work: Path):
 
     path = work / "pools.parquet"
     if path.is_file():
+        REUSED.append("pools")
         return read_pools(path)
     retriever = Retriever.build(args.base_model, setup.dataset.corpus, args.eval_seq_length, progress=False)
     pools = mine_pools(setup.dataset, setup.train + setup.test, retriever, args.pool_size, 50, True, progress=False)
@@ -210,6 +213,8 @@ def label(setup: Setup, pools, args: argparse.Namespace, work: Path) -> tuple[di
         started = time.perf_counter()
         summary = label_pools(setup.train + setup.test, pools, setup.dataset.corpus, load_teacher(resolved), folder, 64, progress=False)
         seconds[spec] = time.perf_counter() - started
+        if summary.parts_reused:
+            REUSED.append(f"labels of {spec} ({summary.parts_reused} parts)")
         utilities[spec], skipped = utilities_from_nlls(read_labels(folder), "mean")
         print(f"  labels {spec}: {summary.pairs} pairs, {summary.truncated} truncated, {seconds[spec]:.0f} s, skipped {skipped.to_dict()}")
     return utilities, seconds
@@ -239,6 +244,7 @@ def _train(setup: Setup, pools, kind: str, utilities, targets, loss: str, args: 
 
     out = work / "models" / hashlib.sha256(teacher.encode()).hexdigest()[:10]
     if (out / "uae_training.json").is_file():
+        REUSED.append(f"the student trained on {teacher}")
         return str(out)
     rows = build_training_rows(setup.train, pools, setup.dataset.corpus, kind, utilities, targets, args.pool_size, args.seed)
     config = TrainingConfig(loss=loss, steps=args.steps, batch_size=args.batch_size, max_seq_length=args.max_seq_length, seed=args.seed)
@@ -334,7 +340,8 @@ def report(args, command: str, info: dict, setup: Setup, label_seconds: dict, re
         f"\n## Cross-teacher test (bench/cross_teacher.py{' --quick' if args.quick else ''}), {dt.date.today().isoformat()}\n",
         f"Command: `{command}`  ",
         f"Machine: {info['cores']} CPU cores ({info['cpu']}), {info['gpu']}, torch {info['torch']}; shared with other "
-        f"engineers' jobs (load average {info['load_average'][0]:.1f} at the start). Wall time {seconds:.0f} s.  ",
+        f"engineers' jobs (load average {info['load_average'][0]:.1f} at the start). Wall time {seconds:.0f} s"
+        + (f", resuming an earlier run of the same settings (reused: {'; '.join(REUSED)}).  " if REUSED else ", every stage run afresh.  "),
         "Teachers: " + "; ".join(teacher_label(t) for t in teachers) + ".  ",
     ]
     if offline:

@@ -230,7 +230,8 @@ def section(args, command: str, info: dict, data: dict, config, result, comparis
     timings = ", ".join(f"{stage} {seconds:.0f} s" for stage, seconds in result.timings.items())
     per_step = ", ".join(f"{name} {s:.1f} s/step" for name, s in step_seconds.items() if s)
     lines = [
-        section_heading(f"Quality: {args.dataset}, {args.eval_split} split, teacher `{args.teacher}` (bench/quality.py)", args.quick),
+        section_heading(f"Quality: {args.dataset}, {args.eval_split} split, teacher `{args.teacher}`, tau_t {config.targets.tau_t}, "
+                        f"normalize {config.targets.normalize}, hard_mix {t.hard_mix} (bench/quality.py)", args.quick),
         "",
         f"Command: `{command}`  ",
         f"Machine: {describe_machine(info)}.  ",

@@ -489,8 +489,12 @@ def test_shared_squad_counts():
     v11 = load("squad-v1.1", _shared("squad"))
     stats = dataset_stats(v11.dataset)
     assert (stats["passages"], stats["documents"], stats["queries"]) == (2067, 48, {"dev": 10570})
+    wordless = "answer: no letter or digit (the question keeps its other answers)"  # e.g. "." among the crowd answers
+    assert v11.skipped.counts == {wordless: 3}
+    assert v11.dataset.queries["5730b7ce069b5314008322c4"].answers == ("interventionism",)
     v20 = load("squad-v2.0", _shared("squad"))
-    assert len(v20.dataset.queries) == 2910 and v20.skipped.counts == {"question: unanswerable (v2.0 is_impossible)": 3168}
+    assert len(v20.dataset.queries) == 2910
+    assert v20.skipped.counts == {"question: unanswerable (v2.0 is_impossible)": 3168, wordless: 3}
     assert len(v20.dataset.corpus) == 646
 
 
