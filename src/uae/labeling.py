@@ -31,21 +31,12 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    ProgressColumn,
-    Task,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
+from rich.progress import ProgressColumn, Task
 from rich.text import Text
 
 from uae.data.schema import Corpus, Query, SkipReport
 from uae.data.tables import NLL_SCHEMA, NO_PASSAGE, NLLRecord, Pools, nll_records_to_table, read_nlls, read_table, write_table
-from uae.progress import RateColumn
+from uae.progress import progress_bar
 from uae.teachers.base import NLLRequest, Teacher
 
 NLLS_FILE = "nlls.parquet"
@@ -167,22 +158,8 @@ class _TokenRateColumn(ProgressColumn):
 @contextmanager
 def labeling_progress(total: int, description: str, enabled: bool = True) -> Iterator[ProgressCounter]:
     """Yield a :class:`ProgressCounter`; the bar shows pairs done/total, pairs/s, tokens/s, elapsed time and ETA."""
-    if not enabled:
-        yield ProgressCounter(lambda pairs, tokens: None)
-        return
-    columns = (
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        RateColumn("pairs"),
-        _TokenRateColumn(),
-        TimeElapsedColumn(),
-        TextColumn("eta"),
-        TimeRemainingColumn(),
-    )
-    with Progress(*columns, transient=False) as bar:
-        task = bar.add_task(description, total=total, tokens=None)
-        yield ProgressCounter(lambda pairs, tokens: bar.update(task, advance=pairs, tokens=tokens))
+    with progress_bar(total, description, "pairs", enabled, (_TokenRateColumn(),), tokens=None) as advance:
+        yield ProgressCounter(lambda pairs, tokens: advance(pairs, tokens=tokens))
 
 
 def _plan_parts(queries: Sequence[Query], pools: Pools, corpus: Corpus, part_queries: int, summary: LabelingSummary) -> list[list[Query]]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from rich.progress import (
@@ -31,20 +31,32 @@ class RateColumn(ProgressColumn):
 
 
 @contextmanager
-def progress_bar(total: int, description: str, unit: str = "it", enabled: bool = True) -> Iterator[callable]:
-    """Yield ``advance(n)``; the bar shows done/total, rate, elapsed time and ETA."""
+def progress_bar(
+    total: int,
+    description: str,
+    unit: str = "it",
+    enabled: bool = True,
+    extra_columns: tuple[ProgressColumn, ...] = (),
+    **fields: object,
+) -> Iterator[Callable[..., None]]:
+    """Yield ``advance(n, **fields)``; the bar shows done/total, rate, elapsed time and ETA.
+
+    ``extra_columns`` go after the rate and may render the task's ``fields``, which
+    ``advance`` updates.
+    """
     if not enabled:
-        yield lambda n=1: None
+        yield lambda n=1, **updates: None
         return
     columns = (
         TextColumn("[bold]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         RateColumn(unit),
+        *extra_columns,
         TimeElapsedColumn(),
         TextColumn("eta"),
         TimeRemainingColumn(),
     )
     with Progress(*columns, transient=False) as progress:
-        task = progress.add_task(description, total=total)
-        yield lambda n=1: progress.advance(task, n)
+        task = progress.add_task(description, total=total, **fields)
+        yield lambda n=1, **updates: progress.update(task, advance=n, **updates)

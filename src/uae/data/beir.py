@@ -45,15 +45,20 @@ def _read_lines(path: Path) -> Iterator[tuple[int, str]]:
                 yield number, line
 
 
+def json_object(line: str, path: Path, number: int) -> dict[str, Any]:
+    """Parse one JSON-lines record, or raise a :class:`DataError` naming the file and line."""
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as err:
+        raise DataError(path, number, f"expected one JSON object per line ({err.msg})") from None
+    if not isinstance(record, dict):
+        raise DataError(path, number, f"expected a JSON object, found {type(record).__name__}")
+    return record
+
+
 def _read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     for number, line in _read_lines(path):
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise DataError(path, number, f"expected one JSON object per line ({err.msg})") from None
-        if not isinstance(record, dict):
-            raise DataError(path, number, f"expected a JSON object, found {type(record).__name__}")
-        yield number, record
+        yield number, json_object(line, path, number)
 
 
 def _required_str(record: dict[str, Any], key: str, path: Path, number: int) -> str:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from uae.data.beir import DataError
+from uae.data.beir import DataError, json_object
 from uae.data.schema import Corpus, Dataset, Passage, Qrels, Query, SkipReport
 
 Source = str | os.PathLike | Sequence[str | os.PathLike]
@@ -87,21 +87,13 @@ def read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
         with open_text(path) as handle:
             for number, line in enumerate(handle, start=1):
                 if line.strip():
-                    yield number, _json_object(line, path, number)
+                    yield number, json_object(line, path, number)
     except UnicodeDecodeError:
         raise DataError(path, number + 1, "expected UTF-8 text") from None
     except (OSError, EOFError) as err:
         raise DataError(path, number + 1, f"expected a readable file ({err})") from None
 
 
-def _json_object(line: str, path: Path, number: int) -> dict[str, Any]:
-    try:
-        record = json.loads(line)
-    except json.JSONDecodeError as err:
-        raise DataError(path, number, f"expected one JSON object per line ({err.msg})") from None
-    if not isinstance(record, dict):
-        raise DataError(path, number, f"expected a JSON object, found {type(record).__name__}")
-    return record
 
 
 _SPLIT_WORDS = (("train", "train"), ("validation", "dev"), ("val", "dev"), ("dev", "dev"), ("test", "test"))
