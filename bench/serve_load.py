@@ -203,37 +203,39 @@ async def run_level(url: str, questions: list[str], concurrency: int, total: int
             "errors": len(errors), "first_error": errors[0] if errors else ""}
 
 
+def measure_level(process: subprocess.Popen, url: str, questions: list[str], concurrency: int, args) -> dict:
+    """One level against one server, with the server's CPU time and encoder calls around it."""
+    asyncio.run(warm_up(url, questions, args.k))
+    cpu_before, counters_before = cpu_seconds(process), batching_counters(url)
+    level = asyncio.run(run_level(url, questions, concurrency, args.requests, args.seconds, args.k))
+    level["server_cpu_s"] = cpu_seconds(process) - cpu_before
+    counters_after = batching_counters(url)
+    calls = counters_after["encoder_calls"] - counters_before["encoder_calls"]
+    level["per_call"] = (counters_after["search_queries"] - counters_before["search_queries"]) / max(calls, 1)
+    level["per_cpu_s"] = level["requests"] / max(level["server_cpu_s"], 1e-3)
+    return level
+
+
 def run_modes(index_dir: Path, questions: list[str], args, log_dir: Path) -> dict[str, list[dict]]:
     """Both servers run side by side; each level is measured on one, then the other (alternating
     which goes first), so that both modes see the same background load on the shared machine."""
     servers = {}
+    modes: dict[str, list[dict]] = {"on": [], "off": []}
     try:
-        for mode in ("on", "off"):
+        for mode in modes:
             servers[mode] = start_server(index_dir, mode == "on", args.server_threads, log_dir / f"server-{mode}.log")
-        modes: dict[str, list[dict]] = {"on": [], "off": []}
         for position, concurrency in enumerate(args.concurrency):
             for mode in (("on", "off") if position % 2 == 0 else ("off", "on")):
-                process, url = servers[mode]
-                asyncio.run(warm_up(url, questions, args.k))
-                cpu_before, counters_before = cpu_seconds(process), batching_counters(url)
-                level = asyncio.run(run_level(url, questions, concurrency, args.requests, args.seconds, args.k))
-                level["server_cpu_s"] = cpu_seconds(process) - cpu_before
-                counters_after = batching_counters(url)
-                calls = counters_after["encoder_calls"] - counters_before["encoder_calls"]
-                level["per_call"] = (counters_after["search_queries"] - counters_before["search_queries"]) / max(calls, 1)
-                level["per_cpu_s"] = level["requests"] / max(level["server_cpu_s"], 1e-3)
+                level = measure_level(*servers[mode], questions, concurrency, args)
                 modes[mode].append(level)
                 print(f"  batching {mode:<3} c={concurrency:>3}: {level['rps']:7.1f} req/s, p50 {level['p50_ms']:7.1f} ms, "
                       f"p99 {level['p99_ms']:7.1f} ms, {level['per_cpu_s']:6.1f} req per server CPU-s, "
-                      f"{level['per_call']:4.1f} queries per encoder call, "
-                      f"{level['requests']} requests, {level['errors']} errors "
-                      f"{level['first_error'][:120]}", flush=True)
+                      f"{level['per_call']:4.1f} queries per encoder call, {level['requests']} requests, "
+                      f"{level['errors']} errors {level['first_error'][:120]}", flush=True)
     finally:
         for process, _ in servers.values():
             stop_server(process)
-    for mode in modes:
-        modes[mode].sort(key=lambda level: level["concurrency"])
-    return modes
+    return {mode: sorted(levels, key=lambda level: level["concurrency"]) for mode, levels in modes.items()}
 
 
 # -- report -------------------------------------------------------------------------------
@@ -277,8 +279,11 @@ def main() -> None:
     top = max(args.concurrency)
     on, off = modes["on"][-1], modes["off"][-1]
     figures = {
-        f"c={top} batching on req/s": f"{on['rps']:.1f}", f"off req/s": f"{off['rps']:.1f}",
-        "gain": f"{on['rps'] / off['rps']:.2f}x", "gain per server CPU-s": f"{on['per_cpu_s'] / off['per_cpu_s']:.2f}x", f"c={top} p99 ms on/off": f"{on['p99_ms']:.0f}/{off['p99_ms']:.0f}",
+        f"c={top} batching on req/s": f"{on['rps']:.1f}",
+        "off req/s": f"{off['rps']:.1f}",
+        "gain": f"{on['rps'] / off['rps']:.2f}x",
+        "gain per server CPU-s": f"{on['per_cpu_s'] / off['per_cpu_s']:.2f}x",
+        f"c={top} p99 ms on/off": f"{on['p99_ms']:.0f}/{off['p99_ms']:.0f}",
         f"errors at c={top} on/off": f"{on['errors']}/{off['errors']}",
         "errors total": sum(level["errors"] for mode in modes.values() for level in mode),
         f"queries per encoder call at c={top} (on)": f"{on['per_call']:.1f}",
@@ -295,7 +300,8 @@ def main() -> None:
         f"of {args.passages:,} SQuAD v1.1 dev sentences encoded by the packaged all-MiniLM-L6-v2 (built in {build_s:.0f} s); "
         f"queries are SQuAD dev questions, one per `POST /search`, k={args.k}. Each level: {args.requests} requests "
         f"or {args.seconds:.0f} s, whichever ends first, after 4 sequential warm-up requests. Batching on: max batch 64, "
-        f"max wait 5 ms. Queries per encoder call: from the server's own counters (`GET /stats`) around each level. Gains: with batching / without, same run, same level. Req/s depends "
+        f"max wait 5 ms. Queries per encoder call: from the server's own counters (`GET /stats`) around each level. "
+        "Gains: with batching / without, same run, same level. Req/s depends "
         "on how much CPU the other jobs left to the server; requests per server CPU-second (user + system time of the server "
         "process, all threads, from /proc) measures the work each request cost and is less sensitive to that.",
         "",
