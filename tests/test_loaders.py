@@ -181,7 +181,7 @@ def test_qasper_reads_both_layouts_with_splits_from_file_names_and_scopes_to_the
 
 
 def test_qasper_renames_repeated_question_ids_and_refuses_a_paper_twice(tmp_path):
-    data = json.loads((FIXTURES / "qasper" / "qasper-dev-tiny.json").read_text())
+    data = json.loads((FIXTURES / "qasper" / "qasper_dev_tiny.json").read_text())
     qas = data["2001.00001"]["qas"]
     qas[1]["question_id"] = qas[0]["question_id"]
     (tmp_path / "qasper-test-x.json").write_text(json.dumps(data))
@@ -189,7 +189,7 @@ def test_qasper_renames_repeated_question_ids_and_refuses_a_paper_twice(tmp_path
     assert loaded.dataset.queries["q-extractive~2"].answers == ("yes", "no")
     assert loaded.skipped.counts["question: duplicate question_id (kept, renamed with ~N)"] == 1
     with pytest.raises(DataError, match="paper 2001.00001: expected each paper once"):
-        qasper.load([tmp_path / "qasper-test-x.json", FIXTURES / "qasper" / "qasper-dev-tiny.json"])
+        qasper.load([tmp_path / "qasper-test-x.json", FIXTURES / "qasper" / "qasper_dev_tiny.json"])
 
 
 def test_qasper_malformed_paper_names_file_and_record(tmp_path):
@@ -202,7 +202,7 @@ def test_qasper_malformed_paper_names_file_and_record(tmp_path):
 
 
 def test_squad_reads_a_list_of_files_with_paragraph_gold_and_article_documents():
-    loaded = squad.load([FIXTURES / "squad" / "dev-v1.1-part-a.json", FIXTURES / "squad" / "dev-v1.1-part-b.json"])
+    loaded = squad.load([FIXTURES / "squad" / "tiny-dev-v1.1-part-a.json", FIXTURES / "squad" / "tiny-dev-v1.1-part-b.json"])
     dataset = loaded.dataset
     assert dataset.corpus.ids == ["Alpha_Town#0", "Alpha_Town#1", "Beta_River#0"]
     assert dataset.corpus["Alpha_Town#1"].title == "Alpha Town" and dataset.corpus["Alpha_Town#1"].doc_id == "Alpha_Town"
@@ -219,8 +219,8 @@ def test_squad_v2_counts_and_skips_unanswerable():
 
 
 def test_squad_refuses_a_question_id_twice(tmp_path):
-    shutil.copy(FIXTURES / "squad" / "dev-v1.1-part-b.json", tmp_path / "a-dev.json")
-    data = json.loads((FIXTURES / "squad" / "dev-v1.1-part-b.json").read_text())
+    shutil.copy(FIXTURES / "squad" / "tiny-dev-v1.1-part-b.json", tmp_path / "a-dev.json")
+    data = json.loads((FIXTURES / "squad" / "tiny-dev-v1.1-part-b.json").read_text())
     data["data"][0]["title"] = "Other"
     (tmp_path / "b-dev.json").write_text(json.dumps(data))
     with pytest.raises(DataError, match=r"b-dev.json: article 'Other', paragraph 0, question s3: expected a unique query id"):
