@@ -1,6 +1,6 @@
 """Retrieval quality of UAE against its baselines on a real dataset, split by document.
 
-    python bench/quality.py --dataset squad-v1.1 --data-dir /work/shared/data/squad -o scoped=true \\
+    python bench/quality.py --dataset squad-v1.1 --data-dir ../shared/data/squad -o scoped=true \\
         --train-limit 1000 --eval-limit 2000 --out runs/quality-squad
     python bench/quality.py --quick            # SQuAD v1.1, small limits, the same code path
 
@@ -46,14 +46,16 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, append_benchmarks, command_line, describe_machine, machine, result_line, section_heading  # noqa: E402
+from common import ROOT, SHARED_DATA, append_benchmarks, command_line, describe_machine, machine, result_line, section_heading  # noqa: E402
 
-SHARED_DATA = Path("/work/shared/data")
 QUICK = {"dataset": "squad-v1.1", "data_dir": str(SHARED_DATA / "squad"), "options": ["scoped=true"], "train_limit": 32,
          "eval_limit": 60, "documents_limit": 2, "pool_size": 8, "train_pool_size": 3, "steps": 3, "batch_size": 4,
          "max_seq_length": 128}
 FULL_DEFAULTS = {"pool_size": 16, "train_pool_size": 4, "steps": 30, "batch_size": 16, "max_seq_length": 128}
 SYSTEMS = ("bm25", "base", "uae", "infonce_gold", "teacher_oracle")
+SELECTION_WORDS = {"gold_first": "the gold evidence first, then the best-ranked passages",
+                   "rank": "the best-ranked passages only (no evidence labels)",
+                   "utility_first": "the teacher's most useful passage first, then the best-ranked (no evidence labels)"}
 HEADLINE = ("recall@1", "mrr", "ndcg@10", "answer_recall@1", "answer_recall@5")
 
 
@@ -188,7 +190,7 @@ def run_config(args, data: dict):
 
     training = {"steps": args.steps, "batch_size": args.batch_size, "train_pool_size": args.train_pool_size,
                 "max_seq_length": args.max_seq_length, "tau_s": args.tau_s, "hard_mix": args.hard_mix,
-                "learning_rate": args.learning_rate, "seed": args.seed}
+                "learning_rate": args.learning_rate, "seed": args.seed, "pool_selection": args.pool_selection}
     description = (f"{args.dataset}:{args.data_dir} {json.dumps(data['options'], sort_keys=True)} ({data['split']}; "
                    f"limits train {args.train_limit}, dev and test {args.eval_limit} each, documents {args.documents_limit}, seed {args.seed})")
     return RunConfig(
@@ -249,7 +251,7 @@ def section(args, command: str, info: dict, data: dict, config, result, comparis
         f"questions ({t.steps * t.batch_size} question visits, {t.steps * t.batch_size / data['train_questions']:.2f} "
         f"epoch) x {t.train_pool_size} pool passages (from pools of {config.mining.pool_size}), max_seq_length "
         f"{t.max_seq_length}, lr {t.learning_rate}, tau_s {t.tau_s}; UM-InfoNCE targets: tau_t {config.targets.tau_t}, "
-        f"normalize {config.targets.normalize}, hard_mix {t.hard_mix}. Texts are cut to max_seq_length in training only; "
+        f"normalize {config.targets.normalize}, hard_mix {t.hard_mix}; uae rows keep {SELECTION_WORDS[t.pool_selection]}. Texts are cut to max_seq_length in training only; "
         "every encoder searches with the base encoder's length.  ",
         f"Wall time: {result.seconds:.0f} s ({timings}; mine includes encoding the corpus with the base encoder; a stage "
         f"that an earlier run in the same folder finished with the same inputs is reused and takes seconds; training "
@@ -289,6 +291,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--tau-s", type=float, default=0.05, help="student temperature")
     parser.add_argument("--normalize", choices=("none", "zscore"), default="none", help="per-query normalisation of utilities")
     parser.add_argument("--hard-mix", type=float, default=0.0, help="weight of hard InfoNCE on the top-utility passage")
+    parser.add_argument("--pool-selection", choices=tuple(SELECTION_WORDS), default="gold_first",
+                        help="which pool passages a uae training row keeps (infonce_gold always keeps the gold)")
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("--no-write", action="store_true", help="do not append to BENCHMARKS.md")
     args = parser.parse_args(argv)

@@ -43,10 +43,10 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import numpy as np  # noqa: E402
 
-from common import command_line, machine  # noqa: E402  (bench/ is on sys.path when a script runs)
+from common import SHARED_DATA, command_line, machine  # noqa: E402  (bench/ is on sys.path when a script runs)
 
 ROOT = Path(__file__).resolve().parents[1]
-SQUAD = Path(os.environ.get("UAE_SHARED_DATA", ROOT.parent / "shared" / "data")) / "squad" / "squad-v1.1-dev-part1.json"
+SQUAD = SHARED_DATA / "squad" / "squad-v1.1-dev-part1.json"
 FULL = {"hidden_size": 896, "num_hidden_layers": 24, "num_attention_heads": 14, "num_key_value_heads": 2,
         "intermediate_size": 4864, "vocab_size": 151936}
 QUICK = {**FULL, "num_hidden_layers": 1}

@@ -60,3 +60,46 @@ def test_quality_bench_splits_by_document_and_evaluates_every_system(tmp_path, t
     report = (out / "report.md").read_text()
     assert "answer_recall@1" in report and "dirichlet" in report
     assert json.loads((out / "bench.json").read_text())["timings"].keys() >= {"mine", "label", "train uae", "eval"}
+
+
+def _sweep():
+    spec = importlib.util.spec_from_file_location("bench_dev_sweep", BENCH.with_name("dev_sweep.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_dev_sweep_runs_variants_on_dev_shares_stages_and_resumes(tmp_path, tiny_encoder_dir, monkeypatch):
+    sweep = _sweep()
+    data = _scoped_beir_folder(tmp_path / "data")
+    out = tmp_path / "sweep"
+    variants = ["tau_t 1 (default)", "tau_t 0.25, rows by rank (no evidence labels)"]
+    argv = ["--dataset", "beir", "--data-dir", str(data), "--base-model", str(tiny_encoder_dir), "--train-limit", "30",
+            "--eval-limit", "20", "--pool-size", "4", "--train-pool-size", "3", "--steps", "2", "--batch-size", "4",
+            "--max-seq-length", "32", "--out", str(out), "--no-write", "--only", *variants]
+
+    done = sweep.main(argv)
+
+    assert list(done) == variants
+    for record in done.values():
+        assert record["argv"][record["argv"].index("--eval-split") + 1] == "dev"
+    assert done[variants[1]]["argv"][-8:-6] == ["--pool-selection", "rank"]
+    # infonce_gold does not depend on the targets or the selection: trained once, reused, same numbers
+    assert done[variants[0]]["systems"]["infonce_gold"] == done[variants[1]]["systems"]["infonce_gold"]
+    assert json.loads((out / "sweep.json").read_text()) == done
+
+    monkeypatch.setattr(sweep.quality, "main", lambda argv: (_ for _ in ()).throw(AssertionError("rerun")))
+    assert sweep.main(argv) == done  # resumed: nothing is run again
+
+
+def test_dev_sweep_multiplies_steps_and_refuses_the_test_split():
+    sweep = _sweep()
+    shared = ["--dataset", "beir", "--data-dir", "x", "--steps", "10"]
+    argv = sweep.variant_argv(shared, sweep.VARIANTS["tau_t 0.25, 4x the steps"], Path("out"))
+    assert argv[argv.index("--steps", len(shared)) + 1] == "40"
+    try:
+        sweep.parse_args([*shared, "--eval-split", "test"])
+    except SystemExit:
+        pass
+    else:
+        raise AssertionError("--eval-split must be refused")

@@ -30,6 +30,26 @@ def test_select_pool_keeps_gold_and_pool_order():
     assert [c.passage_id for c in select_pool(candidates, 2)] == ["a", "g"]
 
 
+def test_label_free_selections_ignore_the_gold_flag():
+    candidates = [Candidate("a", 4, False), Candidate("b", 3, False), Candidate("c", 2, False), Candidate("g", 1, True)]
+    utilities = {"a": 0.1, "b": 0.2, "c": 1.5, "g": 0.9}
+    assert [c.passage_id for c in select_pool(candidates, 2, "rank")] == ["a", "b"]
+    assert [c.passage_id for c in select_pool(candidates, 2, "utility_first", utilities)] == ["a", "c"]
+    with pytest.raises(ValueError, match="needs the query's utilities"):
+        select_pool(candidates, 2, "utility_first")
+    with pytest.raises(ValueError, match="got 'best'"):
+        select_pool(candidates, 2, "best")
+
+
+def test_gold_rows_keep_the_gold_whatever_the_selection(small):
+    corpus, queries, pools, utilities = small
+    rows = build_training_rows(queries, pools, corpus, "gold", utilities, TargetsConfig(), pool_size=2, selection="rank")
+    assert all(label == [0.0, 1.0] for label in rows.labels)
+    uae_rows = build_training_rows(queries, pools, corpus, "distribution", utilities, TargetsConfig(), pool_size=2,
+                                   selection="utility_first")
+    assert all(label[-1] > label[0] for label in uae_rows.labels)  # utility 3.0 (last in pool order) is kept
+
+
 def test_rows_for_each_label_kind(small):
     corpus, queries, pools, utilities = small
     targets = TargetsConfig(tau_t=1.0)

@@ -183,6 +183,8 @@ def train(
     steps: Annotated[int, typer.Option()] = 60,
     batch_size: Annotated[int, typer.Option(help="queries per step")] = 16,
     train_pool_size: Annotated[Optional[int], typer.Option(help="passages per query in training")] = None,
+    pool_selection: Annotated[str, typer.Option(help="rows keep: gold_first | rank | utility_first (the last two use no "
+                                                "evidence labels)")] = "gold_first",
     learning_rate: Annotated[float, typer.Option()] = 3e-5,
     max_seq_length: Annotated[int, typer.Option()] = 128,
     aggregate: Annotated[str, typer.Option(help="mean | max over several gold answers")] = "mean",
@@ -199,8 +201,8 @@ def train(
 
     def action():
         training = TrainingConfig(loss=loss, tau_s=tau_s, hard_mix=hard_mix, steps=steps, batch_size=batch_size,
-                                  train_pool_size=train_pool_size, learning_rate=learning_rate,
-                                  max_seq_length=max_seq_length, seed=seed)
+                                  train_pool_size=train_pool_size, pool_selection=pool_selection,
+                                  learning_rate=learning_rate, max_seq_length=max_seq_length, seed=seed)
         targets = TargetsConfig(tau_t=tau_t, normalize=normalize)
         dataset = read_dataset(data)
         pool_table = read_pools(pools)
@@ -214,7 +216,8 @@ def train(
             utilities, skipped = utilities_from_nlls(read_labels(labels[0]), aggregate)
             report_skips("utilities", skipped)
         size = train_pool_size or max(len(c) for c in pool_table.values())
-        rows = build_training_rows(queries, pool_table, dataset.corpus, label_kind_of(loss), utilities, targets, size, seed)
+        rows = build_training_rows(queries, pool_table, dataset.corpus, label_kind_of(loss), utilities, targets, size, seed,
+                                   training.pool_selection)
         report_skips("train", rows.skipped)
         if teacher is None and len(labels) == 1 and (labels[0] / "manifest.json").is_file():
             teacher = json.loads((labels[0] / "manifest.json").read_text())["teacher"]

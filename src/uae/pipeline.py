@@ -118,7 +118,7 @@ def stage_train(config: RunConfig, dataset: Dataset, queries: Sequence[Query], p
     training = config.training.model_copy(update={"loss": loss})
     on_gold = label_kind_of(loss) == "gold"  # labels from qrels: the teacher, targets and hard_mix do not change this model
     key = _stage_key(stage="train", base=config.base_model,
-                     training=training.model_dump(exclude={"hard_mix"} if on_gold else None),
+                     training=training.model_dump(exclude={"hard_mix", "pool_selection"} if on_gold else None),
                      targets=None if on_gold else config.targets.model_dump(),
                      teacher=None if on_gold else config.labeling.teacher, pools=config.mining.model_dump(), queries=[q.id for q in queries])
     if (out / "uae_training.json").is_file() and _is_done(out / "stage", key):
@@ -126,7 +126,7 @@ def stage_train(config: RunConfig, dataset: Dataset, queries: Sequence[Query], p
         return out
     rows = build_training_rows(
         queries, pools, dataset.corpus, label_kind_of(loss), utilities, config.targets,
-        training.train_pool_size or config.mining.pool_size, training.seed,
+        training.train_pool_size or config.mining.pool_size, training.seed, training.pool_selection,
     )
     report_skips(f"train {name}", rows.skipped)
     console.print(f"[bold]train {name}[/]: loss {loss}, {len(rows.queries)} queries, {training.steps} steps of {training.batch_size}")

@@ -51,14 +51,38 @@ class TrainingRows:
         return Dataset.from_dict(columns)
 
 
-def select_pool(candidates: Sequence[Candidate], size: int) -> list[Candidate]:
-    """Gold passages first, then the best-ranked others, ``size`` in all, in pool order.
+def select_pool(
+    candidates: Sequence[Candidate],
+    size: int,
+    selection: str = "gold_first",
+    utilities: dict[str, float] | None = None,
+) -> list[Candidate]:
+    """Keep ``size`` passages of a mined pool for one training row, in pool order.
 
-    The same rule for every loss, so UM-InfoNCE and InfoNCE-on-gold see the same passages.
+    Args:
+        candidates: The query's pool, best-ranked first.
+        size: Passages kept.
+        selection: ``gold_first`` keeps the gold passages and then the best-ranked others (the
+            DESIGN rule: every loss sees the same passages). ``rank`` keeps the best-ranked
+            passages whatever they are, and ``utility_first`` the passage of highest utility and
+            then the best-ranked others; these two use no evidence labels, so a UM-InfoNCE model
+            trained with them has learnt from question-answer pairs alone.
+        utilities: ``{passage_id: utility}`` of the query, needed by ``utility_first``.
     """
-    gold = [c for c in candidates if c.is_gold][:size]
-    others = [c for c in candidates if not c.is_gold][: size - len(gold)]
-    chosen = {c.passage_id for c in gold + others}
+    if selection == "gold_first":
+        first = [c for c in candidates if c.is_gold][:size]
+    elif selection == "rank":
+        first = []
+    elif selection == "utility_first":
+        if utilities is None:
+            raise ValueError("pool selection 'utility_first' needs the query's utilities")
+        scored = [c for c in candidates if c.passage_id in utilities]
+        first = [max(scored, key=lambda c: utilities[c.passage_id])] if scored else []
+    else:
+        raise ValueError(f"pool selection must be gold_first, rank or utility_first, got {selection!r}")
+    taken = {c.passage_id for c in first}
+    others = [c for c in candidates if c.passage_id not in taken][: size - len(first)]
+    chosen = taken | {c.passage_id for c in others}
     return [c for c in candidates if c.passage_id in chosen]
 
 
@@ -71,18 +95,21 @@ def build_training_rows(
     targets: TargetsConfig,
     pool_size: int,
     seed: int = 13,
+    selection: str = "gold_first",
 ) -> TrainingRows:
     """Rows of exactly ``pool_size`` passages; short pools are padded with random out-of-pool passages.
 
     Padding passages come from outside the query's pool (and scope), so they are true
-    negatives: target 0, gold 0, utility equal to the pool's lowest.
+    negatives: target 0, gold 0, utility equal to the pool's lowest. ``selection`` is the rule of
+    :func:`select_pool`; rows for a loss on gold evidence always keep the gold passages.
     """
     rng = random.Random(seed)
     skipped = SkipReport()
     rows = TrainingRows([], [], [], skipped)
     target_config = TargetConfig(**targets.model_dump())
     for query in queries:
-        candidates = select_pool(pools.get(query.id, []), pool_size)
+        rule = "gold_first" if label_kind == "gold" else selection
+        candidates = select_pool(pools.get(query.id, []), pool_size, rule, (utilities or {}).get(query.id))
         if not candidates:
             skipped.add("no candidate pool", query.id)
             continue
