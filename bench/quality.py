@@ -41,6 +41,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
+
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -205,6 +207,33 @@ def run_config(args, data: dict):
     )
 
 
+def target_diagnostics(config) -> dict:
+    """How the teacher's training targets relate to the human evidence, from the run's own files.
+
+    ``top_is_gold``: share of training rows whose highest-utility passage is a gold one;
+    ``mean_top_target``: mean target probability of that passage at the run's ``tau_t``. When the
+    first is near 1 and the second too, UM-InfoNCE is close to InfoNCE on the gold evidence.
+    """
+    from uae.data.tables import read_pools
+    from uae.labeling import read_labels
+    from uae.targets import TargetConfig, build_targets, utilities_from_nlls
+    from uae.training import select_pool
+
+    utilities, _ = utilities_from_nlls(read_labels(config.out_dir / "labels"), config.labeling.aggregate)
+    pools = read_pools(config.out_dir / "pools.parquet")
+    size = config.training.train_pool_size or config.mining.pool_size
+    rows = {qid: select_pool(pool, size, config.training.pool_selection, utilities.get(qid))
+            for qid, pool in pools.items() if qid in utilities}
+    targets, _ = build_targets(utilities, {qid: [c.passage_id for c in row] for qid, row in rows.items()},
+                               TargetConfig(**config.targets.model_dump()))
+    top = {qid: int(np.argmax(target)) for qid, target in targets.items()}
+    return {
+        "rows": len(targets),
+        "top_is_gold": round(float(np.mean([rows[qid][i].is_gold for qid, i in top.items()])), 4),
+        "mean_top_target": round(float(np.mean([targets[qid][i] for qid, i in top.items()])), 4),
+    }
+
+
 def read_comparison(path: Path):
     """The :class:`uae.evaluation.Comparison` that ``stage_eval`` wrote to ``comparison.json``."""
     from uae.evaluation import Comparison, MetricResult
@@ -223,7 +252,7 @@ def training_seconds_per_step(out: Path, name: str) -> float | None:
     return final["train_runtime"] / final["step"] if final and final.get("step") else None
 
 
-def section(args, command: str, info: dict, data: dict, config, result, comparison, teacher_kind: str) -> str:
+def section(args, command: str, info: dict, data: dict, config, result, comparison, teacher_kind: str, diagnostics: dict) -> str:
     from uae.evaluation import format_table
 
     metrics = {s: result.metrics[s] for s in SYSTEMS if s in result.metrics}
@@ -253,6 +282,8 @@ def section(args, command: str, info: dict, data: dict, config, result, comparis
         f"{t.max_seq_length}, lr {t.learning_rate}, tau_s {t.tau_s}; UM-InfoNCE targets: tau_t {config.targets.tau_t}, "
         f"normalize {config.targets.normalize}, hard_mix {t.hard_mix}; uae rows keep {SELECTION_WORDS[t.pool_selection]}. Texts are cut to max_seq_length in training only; "
         "every encoder searches with the base encoder's length.  ",
+        f"Targets against the evidence: in {diagnostics['top_is_gold']:.1%} of the {diagnostics['rows']} uae training rows the "
+        f"teacher's most useful passage is a gold one, and it gets {diagnostics['mean_top_target']:.3f} of the target on average.  ",
         f"Wall time: {result.seconds:.0f} s ({timings}; mine includes encoding the corpus with the base encoder; a stage "
         f"that an earlier run in the same folder finished with the same inputs is reused and takes seconds; training "
         f"{per_step}).  ",
@@ -325,9 +356,11 @@ def main(argv: list[str] | None = None) -> dict:
     result = run_pipeline(config, progress=not args.no_progress, dataset=dataset)
     comparison = read_comparison(config.out_dir / "comparison.json")
     teacher_kind = load_teacher(args.teacher).describe().get("kind", "language model")
+    diagnostics = target_diagnostics(config)
     (config.out_dir / "bench.json").write_text(json.dumps(
-        {"command": command, "machine": info, "data": data, "seconds": result.seconds, "timings": result.timings}, indent=2, default=str))
-    text = section(args, command, info, data, config, result, comparison, teacher_kind)
+        {"command": command, "machine": info, "data": data, "seconds": result.seconds, "timings": result.timings,
+         "targets_vs_evidence": diagnostics}, indent=2, default=str))
+    text = section(args, command, info, data, config, result, comparison, teacher_kind, diagnostics)
     print(text)
     if not args.no_write:
         append_benchmarks(text)

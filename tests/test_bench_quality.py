@@ -59,7 +59,11 @@ def test_quality_bench_splits_by_document_and_evaluates_every_system(tmp_path, t
     assert comparison.baseline == "base" and comparison.results["uae"]["answer_recall@5"].p_value is not None
     report = (out / "report.md").read_text()
     assert "answer_recall@1" in report and "dirichlet" in report
-    assert json.loads((out / "bench.json").read_text())["timings"].keys() >= {"mine", "label", "train uae", "eval"}
+    record = json.loads((out / "bench.json").read_text())
+    assert record["timings"].keys() >= {"mine", "label", "train uae", "eval"}
+    diagnostics = record["targets_vs_evidence"]
+    assert diagnostics["rows"] > 0 and 0 <= diagnostics["top_is_gold"] <= 1
+    assert 1 / 3 <= diagnostics["mean_top_target"] <= 1  # the top of a 3-passage target holds at least a third
 
 
 def _sweep():
