@@ -56,8 +56,8 @@ QUICK = {"dataset": "squad-v1.1", "data_dir": str(SHARED_DATA / "squad"), "optio
 FULL_DEFAULTS = {"pool_size": 16, "train_pool_size": 4, "steps": 30, "batch_size": 16, "max_seq_length": 128}
 SYSTEMS = ("bm25", "base", "uae", "infonce_gold", "teacher_oracle")
 SELECTION_WORDS = {"gold_first": "the gold evidence first, then the best-ranked passages",
-                   "rank": "the best-ranked passages only (no evidence labels)",
-                   "utility_first": "the teacher's most useful passage first, then the best-ranked (no evidence labels)"}
+                   "rank": "the best-ranked passages only (gold flags ignored)",
+                   "utility_first": "the teacher's most useful passage first, then the best-ranked (gold flags ignored)"}
 HEADLINE = ("recall@1", "mrr", "ndcg@10", "answer_recall@1", "answer_recall@5")
 
 

@@ -183,8 +183,8 @@ def train(
     steps: Annotated[int, typer.Option()] = 60,
     batch_size: Annotated[int, typer.Option(help="queries per step")] = 16,
     train_pool_size: Annotated[Optional[int], typer.Option(help="passages per query in training")] = None,
-    pool_selection: Annotated[str, typer.Option(help="rows keep: gold_first | rank | utility_first (the last two use no "
-                                                "evidence labels)")] = "gold_first",
+    pool_selection: Annotated[str, typer.Option(help="rows keep: gold_first | rank | utility_first (the last two ignore "
+                                                "the gold flags)")] = "gold_first",
     learning_rate: Annotated[float, typer.Option()] = 3e-5,
     max_seq_length: Annotated[int, typer.Option()] = 128,
     aggregate: Annotated[str, typer.Option(help="mean | max over several gold answers")] = "mean",

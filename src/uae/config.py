@@ -51,7 +51,7 @@ class TrainingConfig(_Strict):
     train_pool_size: int | None = Field(None, ge=2, description="passages per query in training (default: the pool)")
     pool_selection: Literal["gold_first", "rank", "utility_first"] = Field(
         "gold_first", description="which pool passages a training row keeps: gold evidence first (DESIGN), the best-ranked "
-        "only (no evidence labels), or the teacher's most useful first (no evidence labels); losses on gold always use gold_first")
+        "only, or the teacher's most useful first (the last two ignore the gold flags); losses on gold always use gold_first")
     learning_rate: float = Field(3e-5, gt=0)
     warmup_ratio: float = Field(0.1, ge=0, lt=1)
     max_seq_length: int = Field(128, ge=8, description="tokens per text in training; the saved model keeps the base encoder's length for search")

@@ -65,8 +65,9 @@ def select_pool(
         selection: ``gold_first`` keeps the gold passages and then the best-ranked others (the
             DESIGN rule: every loss sees the same passages). ``rank`` keeps the best-ranked
             passages whatever they are, and ``utility_first`` the passage of highest utility and
-            then the best-ranked others; these two use no evidence labels, so a UM-InfoNCE model
-            trained with them has learnt from question-answer pairs alone.
+            then the best-ranked others; these two do not look at the gold flags. (The mined pool
+            holds every gold passage when ``mining.include_gold`` is on, the DESIGN default; turn
+            it off too for a model that has learnt from question-answer pairs alone.)
         utilities: ``{passage_id: utility}`` of the query, needed by ``utility_first``.
     """
     if selection == "gold_first":
