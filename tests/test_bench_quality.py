@@ -15,8 +15,9 @@ from uae.data.synthetic import make_quickstart_dataset
 BENCH = Path(__file__).resolve().parents[1] / "bench" / "quality.py"
 
 
-def _bench():
-    spec = importlib.util.spec_from_file_location("bench_quality", BENCH)
+def _bench(script: Path = BENCH):
+    """Import a bench script as a module (bench/ is not a package)."""
+    spec = importlib.util.spec_from_file_location(f"bench_{script.stem}", script)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -66,15 +67,8 @@ def test_quality_bench_splits_by_document_and_evaluates_every_system(tmp_path, t
     assert 1 / 3 <= diagnostics["mean_top_target"] <= 1  # the top of a 3-passage target holds at least a third
 
 
-def _sweep():
-    spec = importlib.util.spec_from_file_location("bench_dev_sweep", BENCH.with_name("dev_sweep.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_dev_sweep_runs_variants_on_dev_shares_stages_and_resumes(tmp_path, tiny_encoder_dir, monkeypatch):
-    sweep = _sweep()
+    sweep = _bench(BENCH.with_name("dev_sweep.py"))
     data = _scoped_beir_folder(tmp_path / "data")
     out = tmp_path / "sweep"
     variants = ["tau_t 1 (default)", "tau_t 0.25, rows by rank (no evidence labels)"]
@@ -97,7 +91,7 @@ def test_dev_sweep_runs_variants_on_dev_shares_stages_and_resumes(tmp_path, tiny
 
 
 def test_dev_sweep_multiplies_steps_and_refuses_the_test_split():
-    sweep = _sweep()
+    sweep = _bench(BENCH.with_name("dev_sweep.py"))
     shared = ["--dataset", "beir", "--data-dir", "x", "--steps", "10"]
     argv = sweep.variant_argv(shared, sweep.VARIANTS["tau_t 0.25, 4x the steps"], Path("out"))
     assert argv[argv.index("--steps", len(shared)) + 1] == "40"
