@@ -222,10 +222,10 @@ def label(setup: Setup, pools, args: argparse.Namespace, work: Path) -> tuple[di
 
 def train_students(setup: Setup, pools, utilities: dict, args: argparse.Namespace, work: Path) -> dict[str, str]:
     """``{student: model path}``: base, infonce_gold, one per teacher, and the mix."""
-    from uae.config import TargetsConfig
+    from uae.targets import TargetConfig
     from uae.cross_teacher import mixed_training_utilities
 
-    targets = TargetsConfig(tau_t=args.tau_t, normalize="zscore")
+    targets = TargetConfig(tau_t=args.tau_t, normalize="zscore")
     students = {"base": args.base_model, "infonce_gold": _train(setup, pools, "gold", None, targets, "infonce_gold", args, work,
                                                                 "human gold paragraph")}
     for spec in args.teacher_specs:

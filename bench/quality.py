@@ -17,7 +17,14 @@ What it does, all through ``uae.pipeline.run_pipeline`` (nothing of the pipeline
    each dense scoped search unchanged;
 3. mines pools (BM25 + base encoder), labels them with ``--teacher``, and trains from the same base,
    on the same pools, steps and seed: ``uae`` (UM-InfoNCE on the utilities) and ``infonce_gold``
-   (InfoNCE on the gold evidence);
+   (InfoNCE on the gold evidence), each with model selection on a dev split held out from its
+   training questions (``uae.selection``: the best checkpoint is kept, and a student that does not
+   beat the base encoder there is replaced by it); every setting not given on the command line is
+   the library's default (``uae.config``), the one ``uae run`` and ``uae train`` use;
+   ``--no-evidence`` trains ``uae`` from question-answer pairs alone (pools mined without the gold
+   passages, rows chosen by utility, selection on the teacher's utility nDCG; the qrels are read
+   only to evaluate), and ``--compare NAME=MODEL_DIR`` evaluates models of another run beside it
+   (e.g. the evidence run's ``uae`` and ``infonce_gold``, on the same test questions);
 4. evaluates on the ``--eval-split`` questions (``test``; ``dev`` for investigations, so nothing is
    tuned on test): ``bm25``, ``base``, ``uae``, ``infonce_gold`` and ``teacher_oracle`` (the teacher
    re-ranking the base top-20 *with the gold answer*: an oracle, not a deployable system), with
@@ -51,14 +58,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import ROOT, SHARED_DATA, append_benchmarks, command_line, describe_machine, machine, result_line, section_heading  # noqa: E402
 
 QUICK = {"dataset": "squad-v1.1", "data_dir": str(SHARED_DATA / "squad"), "options": ["scoped=true"], "train_limit": 32,
-         "eval_limit": 60, "documents_limit": 2, "pool_size": 8, "train_pool_size": 3, "steps": 3, "batch_size": 4,
-         "max_seq_length": 128}
-FULL_DEFAULTS = {"pool_size": 16, "train_pool_size": 4, "steps": 30, "batch_size": 16, "max_seq_length": 128}
+         "eval_limit": 60, "documents_limit": 4, "pool_size": 8, "train_pool_size": 3, "steps": 4, "batch_size": 4,
+         "eval_every": 2}
+"""The quick run's sizes; everything else is the library's default, as in a full run."""
 SYSTEMS = ("bm25", "base", "uae", "infonce_gold", "teacher_oracle")
 SELECTION_WORDS = {"gold_first": "the gold evidence first, then the best-ranked passages",
                    "rank": "the best-ranked passages only (gold flags ignored)",
                    "utility_first": "the teacher's most useful passage first, then the best-ranked (gold flags ignored)"}
-HEADLINE = ("recall@1", "mrr", "ndcg@10", "answer_recall@1", "answer_recall@5")
+HEADLINE = ("recall@1", "hit_rate@1", "map", "ndcg@10", "answer_recall@1")
 
 
 # --- data: load, split by document, limit -------------------------------------------------------
@@ -186,23 +193,33 @@ def prepare_data(args) -> tuple:
 # --- run ------------------------------------------------------------------------------------
 
 
-def run_config(args, data: dict):
-    """The :class:`uae.config.RunConfig` of this run."""
-    from uae.config import EvalConfig, LabelingConfig, MiningConfig, RunConfig, TargetsConfig, TrainingConfig
+def _given(args, names: dict[str, str]) -> dict:
+    """``{config field: value}`` of the options given on the command line (``names``: field -> argument)."""
+    return {field: getattr(args, name) for field, name in names.items() if getattr(args, name) is not None}
 
-    training = {"steps": args.steps, "batch_size": args.batch_size, "train_pool_size": args.train_pool_size,
-                "max_seq_length": args.max_seq_length, "tau_s": args.tau_s, "hard_mix": args.hard_mix,
-                "learning_rate": args.learning_rate, "seed": args.seed, "pool_selection": args.pool_selection}
+
+def run_config(args, data: dict):
+    """The :class:`uae.config.RunConfig` of this run: the library's defaults, with what the command line gives."""
+    from uae.config import EvalConfig, LabelingConfig, MiningConfig, RunConfig, SelectionConfig, TrainingConfig
+    from uae.targets import TargetConfig
+
+    training = _given(args, {name: name for name in ("steps", "batch_size", "train_pool_size", "max_seq_length", "tau_s", "hard_mix",
+                                                    "learning_rate", "seed", "pool_selection", "max_gold", "multi_positive")})
+    targets = _given(args, {name: name for name in ("tau_t", "normalize", "confidence", "confident_utility", "gold", "gold_floor")})
+    selection = _given(args, {"dev_fraction": "dev_fraction", "metric": "selection_metric", "eval_every": "eval_every",
+                              "patience": "patience", "fallback": "fallback"})
     description = (f"{args.dataset}:{args.data_dir} {json.dumps(data['options'], sort_keys=True)} ({data['split']}; "
                    f"limits train {args.train_limit}, dev and test {args.eval_limit} each, documents {args.documents_limit}, seed {args.seed})")
     return RunConfig(
         data=description,
         out=str(args.out),
         base_model=args.base_model,
-        mining=MiningConfig(pool_size=args.pool_size),
+        evidence=not args.no_evidence,
+        mining=MiningConfig(**_given(args, {"pool_size": "pool_size"})),
         labeling=LabelingConfig(teacher=args.teacher),
-        targets=TargetsConfig(tau_t=args.tau_t, normalize=args.normalize),
+        targets=TargetConfig(**targets),
         training=TrainingConfig(**training),
+        selection=SelectionConfig(**selection),
         eval=EvalConfig(split=args.eval_split, encode_scopes_only=True),
     )
 
@@ -211,21 +228,21 @@ def target_diagnostics(config) -> dict:
     """How the teacher's training targets relate to the human evidence, from the run's own files.
 
     ``top_is_gold``: share of training rows whose highest-utility passage is a gold one;
-    ``mean_top_target``: mean target probability of that passage at the run's ``tau_t``. When the
-    first is near 1 and the second too, UM-InfoNCE is close to InfoNCE on the gold evidence.
+    ``mean_top_target``: mean target probability of that passage at the run's ``tau_t`` (before the
+    confidence and gold rules). When the first is near 1 and the second too, UM-InfoNCE is close to
+    InfoNCE on the gold evidence. In a no-evidence run the pools hold no gold flags (0 by construction).
     """
     from uae.data.tables import read_pools
     from uae.labeling import read_labels
-    from uae.targets import TargetConfig, build_targets, utilities_from_nlls
+    from uae.targets import build_targets, utilities_from_nlls
     from uae.training import select_pool
 
     utilities, _ = utilities_from_nlls(read_labels(config.out_dir / "labels"), config.labeling.aggregate)
     pools = read_pools(config.out_dir / "pools.parquet")
     size = config.training.train_pool_size or config.mining.pool_size
-    rows = {qid: select_pool(pool, size, config.training.pool_selection, utilities.get(qid))
+    rows = {qid: select_pool(pool, size, config.training.pool_selection, utilities.get(qid), config.training.max_gold)
             for qid, pool in pools.items() if qid in utilities}
-    targets, _ = build_targets(utilities, {qid: [c.passage_id for c in row] for qid, row in rows.items()},
-                               TargetConfig(**config.targets.model_dump()))
+    targets, _ = build_targets(utilities, {qid: [c.passage_id for c in row] for qid, row in rows.items()}, config.targets)
     top = {qid: int(np.argmax(target)) for qid, target in targets.items()}
     return {
         "rows": len(targets),
@@ -252,17 +269,37 @@ def training_seconds_per_step(out: Path, name: str) -> float | None:
     return final["train_runtime"] / final["step"] if final and final.get("step") else None
 
 
+def training_records(out: Path, names) -> dict[str, dict]:
+    """``uae_training.json`` of each trained model of the run."""
+    return {name: json.loads((out / "models" / name / "uae_training.json").read_text(encoding="utf-8"))
+            for name in names if (out / "models" / name / "uae_training.json").is_file()}
+
+
+def selection_lines(records: dict[str, dict]) -> list[str]:
+    """One line per trained model: what model selection on its dev split decided."""
+    lines = []
+    for name, record in records.items():
+        selection = record.get("selection") or {}
+        verdict = selection.get("verdict") or f"no model selection ({selection.get('reason', 'no dev split')})"
+        rules = record.get("target_rules") or {}
+        rules_text = f"; target rules changed rows: {rules}" if rules else ""
+        lines.append(f"Model selection, `{name}`: {verdict}{rules_text}; skipped: {record.get('skipped') or 'nothing'}.  ")
+    return lines
+
+
 def section(args, command: str, info: dict, data: dict, config, result, comparison, teacher_kind: str, diagnostics: dict) -> str:
     from uae.evaluation import format_table
 
-    metrics = {s: result.metrics[s] for s in SYSTEMS if s in result.metrics}
-    t = config.training
-    step_seconds = {name: training_seconds_per_step(config.out_dir, name) for name in ("uae", "infonce_gold")}
+    systems = [*SYSTEMS, *args.compare_models]
+    metrics = {s: result.metrics[s] for s in systems if s in result.metrics}
+    t, g = config.training, config.targets
+    records = training_records(config.out_dir, ("uae", "infonce_gold"))
+    step_seconds = {name: training_seconds_per_step(config.out_dir, name) for name in records}
     timings = ", ".join(f"{stage} {seconds:.0f} s" for stage, seconds in result.timings.items())
     per_step = ", ".join(f"{name} {s:.1f} s/step" for name, s in step_seconds.items() if s)
+    mode = "no evidence labels (question-answer pairs alone)" if not config.evidence else "evidence labels"
     lines = [
-        section_heading(f"Quality: {args.dataset}, {args.eval_split} split, teacher `{args.teacher}`, tau_t {config.targets.tau_t}, "
-                        f"normalize {config.targets.normalize}, hard_mix {t.hard_mix} (bench/quality.py)", args.quick),
+        section_heading(f"Quality: {args.dataset}, {args.eval_split} split, teacher `{args.teacher}`, {mode} (bench/quality.py)", args.quick),
         "",
         f"Command: `{command}`  ",
         f"Machine: {describe_machine(info)}.  ",
@@ -276,14 +313,21 @@ def section(args, command: str, info: dict, data: dict, config, result, comparis
         f"Corpus: {data['passages']} passages ({data['passage_words_mean']} words on average)"
         f"{', cut to the documents of the kept questions' if data['corpus_trimmed_to_kept_documents'] else ''}. "
         f"Left out by the loader: {data['loader_skipped'] or 'nothing'}.  ",
-        f"Training (both models, same base `{config.base_model}`, pools, steps and seed): {t.steps} steps of {t.batch_size} "
-        f"questions ({t.steps * t.batch_size} question visits, {t.steps * t.batch_size / data['train_questions']:.2f} "
-        f"epoch) x {t.train_pool_size} pool passages (from pools of {config.mining.pool_size}), max_seq_length "
-        f"{t.max_seq_length}, lr {t.learning_rate}, tau_s {t.tau_s}; UM-InfoNCE targets: tau_t {config.targets.tau_t}, "
-        f"normalize {config.targets.normalize}, hard_mix {t.hard_mix}; uae rows keep {SELECTION_WORDS[t.pool_selection]}. Texts are cut to max_seq_length in training only; "
-        "every encoder searches with the base encoder's length.  ",
+        f"Training ({', '.join(records) or 'no model'}: same base `{config.base_model}`, pools, dev split, steps and seed; "
+        f"the library defaults unless the command sets them): up to {t.steps} steps of {t.batch_size} questions x "
+        f"{t.train_pool_size} pool passages (from pools of {config.mining.pool_size}{'' if config.mining.include_gold else ', mined without the gold passages'}), "
+        f"at most {t.max_gold} gold passage(s) per row, max_seq_length {t.max_seq_length}, lr {t.learning_rate}, tau_s {t.tau_s}; "
+        f"UM-InfoNCE targets: tau_t {g.tau_t}, normalize {g.normalize}, hard_mix {t.hard_mix}, confidence rule {g.confidence} "
+        f"(confident at {g.confident_utility} nats/token), gold rule {g.gold}; uae rows keep {SELECTION_WORDS[t.pool_selection]}. "
+        f"Model selection: {config.selection.dev_fraction:.0%} of the training questions (at least {config.selection.min_dev_questions} "
+        f"where the data allows) held out by document, scored every {config.selection.eval_every} steps on `{config.selection.metric}`, "
+        f"patience {config.selection.patience}, fallback `{config.selection.fallback}`. Texts are cut to max_seq_length in training "
+        "only; every encoder searches with the base encoder's length.  ",
+        *selection_lines(records),
         f"Targets against the evidence: in {diagnostics['top_is_gold']:.1%} of the {diagnostics['rows']} uae training rows the "
         f"teacher's most useful passage is a gold one, and it gets {diagnostics['mean_top_target']:.3f} of the target on average.  ",
+        *([f"Compared models from other runs: {', '.join(f'`{n}` = `{p}`' for n, p in args.compare_models.items())}.  "]
+          if args.compare_models else []),
         f"Wall time: {result.seconds:.0f} s ({timings}; mine includes encoding the corpus with the base encoder; a stage "
         f"that an earlier run in the same folder finished with the same inputs is reused and takes seconds; training "
         f"{per_step}).  ",
@@ -291,7 +335,8 @@ def section(args, command: str, info: dict, data: dict, config, result, comparis
         "",
         format_table(metrics, comparison).rstrip(),
         "",
-        "`teacher_oracle` reads the gold answer: an upper bound, not a deployable system. "
+        "`teacher_oracle` reads the gold answer: an upper bound, not a deployable system. `hit_rate@1`: the top passage is "
+        "a gold one (recall@1 is capped at 1/|gold| when a question has several). "
         "`answer_recall@k`: does the top-k text hold a gold answer (only meaningful for extractive answers).",
     ]
     return "\n".join(lines) + "\n"
@@ -299,7 +344,7 @@ def section(args, command: str, info: dict, data: dict, config, result, comparis
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="SQuAD v1.1 scoped, 3 documents, tiny limits and steps (< 2 min quiet)")
+    parser.add_argument("--quick", action="store_true", help="SQuAD v1.1 scoped, a few documents, tiny limits and steps (< 2 min quiet)")
     parser.add_argument("--dataset", help="a registry name (uae data list) or 'beir' for a BEIR folder with answers")
     parser.add_argument("--data-dir", help="the dataset's raw files (a file or folder), or the BEIR folder")
     parser.add_argument("-o", "--option", action="append", default=[], help="loader option KEY=VALUE, e.g. scoped=true (repeatable)")
@@ -311,30 +356,50 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--teacher", default="dirichlet", help="labels and oracle: dirichlet | dirichlet:mu=N | hf:<model> | ...")
     parser.add_argument("--base-model", default="minilm")
     parser.add_argument("--out", type=Path, help="run folder (default runs/quality-<dataset>[-quick])")
-    parser.add_argument("--seed", type=int, default=13)
-    parser.add_argument("--pool-size", type=int, help=f"mined pool per question (default {FULL_DEFAULTS['pool_size']})")
-    parser.add_argument("--train-pool-size", type=int, help=f"pool passages per question in training (default {FULL_DEFAULTS['train_pool_size']})")
-    parser.add_argument("--steps", type=int, help=f"optimisation steps per model (default {FULL_DEFAULTS['steps']})")
-    parser.add_argument("--batch-size", type=int, help=f"questions per step (default {FULL_DEFAULTS['batch_size']})")
-    parser.add_argument("--max-seq-length", type=int, help=f"tokens per text in training (default {FULL_DEFAULTS['max_seq_length']})")
-    parser.add_argument("--learning-rate", type=float, default=3e-5)
-    parser.add_argument("--tau-t", type=float, default=1.0, help="teacher temperature of the target softmax")
-    parser.add_argument("--tau-s", type=float, default=0.05, help="student temperature")
-    parser.add_argument("--normalize", choices=("none", "zscore"), default="none", help="per-query normalisation of utilities")
-    parser.add_argument("--hard-mix", type=float, default=0.0, help="weight of hard InfoNCE on the top-utility passage")
-    parser.add_argument("--pool-selection", choices=tuple(SELECTION_WORDS), default="gold_first",
-                        help="which pool passages a uae training row keeps (infonce_gold always keeps the gold)")
+    parser.add_argument("--no-evidence", action="store_true", help="train uae from question-answer pairs alone (qrels read only to evaluate)")
+    parser.add_argument("--compare", action="append", default=[], metavar="NAME=MODEL_DIR",
+                        help="evaluate another run's model beside this run's systems (repeatable)")
+    group = parser.add_argument_group("settings (default: the library's, as in `uae run`)")
+    group.add_argument("--seed", type=int, default=13)
+    group.add_argument("--pool-size", type=int, help="mined pool per question")
+    group.add_argument("--train-pool-size", type=int, help="pool passages per question in training")
+    group.add_argument("--steps", type=int, help="optimisation steps per model (the most)")
+    group.add_argument("--batch-size", type=int, help="questions per step")
+    group.add_argument("--max-seq-length", type=int, help="tokens per text in training")
+    group.add_argument("--learning-rate", type=float)
+    group.add_argument("--tau-t", type=float, help="teacher temperature of the target softmax")
+    group.add_argument("--tau-s", type=float, help="student temperature")
+    group.add_argument("--normalize", choices=("none", "zscore"), help="per-query normalisation of utilities")
+    group.add_argument("--confidence", choices=("none", "skip", "weight", "soften"), help="queries whose best passage barely helps")
+    group.add_argument("--confident-utility", type=float, help="utility of the best passage at which a query is fully trusted")
+    group.add_argument("--gold", choices=("mask", "floor", "none"), help="gold passages the teacher finds useless")
+    group.add_argument("--gold-floor", type=float, help="the floor rule's share of the target")
+    group.add_argument("--hard-mix", type=float, help="weight of hard InfoNCE on the top-utility passage")
+    group.add_argument("--pool-selection", choices=tuple(SELECTION_WORDS), help="which pool passages a uae training row keeps")
+    group.add_argument("--max-gold", type=int, help="gold_first rows: the most gold passages a row keeps")
+    group.add_argument("--multi-positive", choices=("spread", "mask"), help="infonce_gold with several gold passages in a row")
+    group.add_argument("--dev-fraction", type=float, help="share of the training questions held out for model selection (0: off)")
+    group.add_argument("--selection-metric", choices=("auto", "evidence", "answer", "utility"))
+    group.add_argument("--eval-every", type=int, help="steps between dev evaluations")
+    group.add_argument("--patience", type=int, help="dev evaluations without improvement before stopping")
+    group.add_argument("--fallback", choices=("base", "student"), help="when the student does not beat the base on dev")
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("--no-write", action="store_true", help="do not append to BENCHMARKS.md")
     args = parser.parse_args(argv)
-    defaults = QUICK if args.quick else FULL_DEFAULTS
-    for key, value in defaults.items():
-        if key == "options":
-            args.option = args.option or list(value)
-        elif getattr(args, key, None) is None:
-            setattr(args, key, value)
+    if args.quick:
+        for key, value in QUICK.items():
+            if key == "options":
+                args.option = args.option or list(value)
+            elif getattr(args, key, None) is None:
+                setattr(args, key, value)
     if not args.dataset or not args.data_dir:
         parser.error("--dataset and --data-dir are required (or --quick)")
+    args.compare_models = {}
+    for item in args.compare:
+        name, sep, path = item.partition("=")
+        if not sep or not Path(path).is_dir():
+            parser.error(f"--compare expects NAME=MODEL_DIR with an existing folder, got {item!r}")
+        args.compare_models[name] = Path(path)
     if args.out is None:
         args.out = ROOT / "runs" / f"quality-{args.dataset.replace('/', '-')}{'-quick' if args.quick else ''}"
     return args
@@ -353,7 +418,7 @@ def main(argv: list[str] | None = None) -> dict:
     dataset, data = prepare_data(args)
     print(f"data: {json.dumps(data)} (prepared in {time.perf_counter() - started:.0f} s)")
     config = run_config(args, data)
-    result = run_pipeline(config, progress=not args.no_progress, dataset=dataset)
+    result = run_pipeline(config, progress=not args.no_progress, dataset=dataset, extra_models=args.compare_models)
     comparison = read_comparison(config.out_dir / "comparison.json")
     teacher_kind = load_teacher(args.teacher).describe().get("kind", "language model")
     diagnostics = target_diagnostics(config)
@@ -366,7 +431,7 @@ def main(argv: list[str] | None = None) -> dict:
         append_benchmarks(text)
     figures = {}
     for metric in HEADLINE:
-        for system in ("base", "uae", "infonce_gold"):
+        for system in ("base", "uae", "infonce_gold", *args.compare_models):
             if metric in result.metrics.get(system, {}):
                 figures[f"{system} {metric}"] = result.metrics[system][metric]
     label = (f"quality {args.dataset}{' (quick)' if args.quick else ''}, {data['eval_questions']} {args.eval_split} questions, "

@@ -71,7 +71,7 @@ def test_dev_sweep_runs_variants_on_dev_shares_stages_and_resumes(tmp_path, tiny
     sweep = _bench(BENCH.with_name("dev_sweep.py"))
     data = _scoped_beir_folder(tmp_path / "data")
     out = tmp_path / "sweep"
-    variants = ["tau_t 1 (default)", "tau_t 0.25, rows by rank (no evidence labels)"]
+    variants = ["defaults", "gold none"]
     argv = ["--dataset", "beir", "--data-dir", str(data), "--base-model", str(tiny_encoder_dir), "--train-limit", "30",
             "--eval-limit", "20", "--pool-size", "4", "--train-pool-size", "3", "--steps", "2", "--batch-size", "4",
             "--max-seq-length", "32", "--out", str(out), "--no-write", "--only", *variants]
@@ -81,7 +81,7 @@ def test_dev_sweep_runs_variants_on_dev_shares_stages_and_resumes(tmp_path, tiny
     assert list(done) == variants
     for record in done.values():
         assert record["argv"][record["argv"].index("--eval-split") + 1] == "dev"
-    assert done[variants[1]]["argv"][-8:-6] == ["--pool-selection", "rank"]
+    assert done[variants[1]]["argv"][-8:-6] == ["--gold", "none"]
     # infonce_gold does not depend on the targets or the selection: trained once, reused, same numbers
     assert done[variants[0]]["systems"]["infonce_gold"] == done[variants[1]]["systems"]["infonce_gold"]
     assert json.loads((out / "sweep.json").read_text()) == done
@@ -93,8 +93,8 @@ def test_dev_sweep_runs_variants_on_dev_shares_stages_and_resumes(tmp_path, tiny
 def test_dev_sweep_multiplies_steps_and_refuses_the_test_split():
     sweep = _bench(BENCH.with_name("dev_sweep.py"))
     shared = ["--dataset", "beir", "--data-dir", "x", "--steps", "10"]
-    argv = sweep.variant_argv(shared, sweep.VARIANTS["tau_t 0.25, 4x the steps"], Path("out"))
-    assert argv[argv.index("--steps", len(shared)) + 1] == "40"
+    argv = sweep.variant_argv(shared, sweep.VARIANTS["2x the steps"], Path("out"))
+    assert argv[argv.index("--steps", len(shared)) + 1] == "20"
     try:
         sweep.parse_args([*shared, "--eval-split", "test"])
     except SystemExit:

@@ -58,14 +58,98 @@ def test_gold_infonce_matches_hand_written_infonce() -> None:
     assert torch.allclose(GoldInfoNCE(None).compute_loss_from_embeddings(embeddings, labels), expected)
 
 
-def test_gold_multi_hot_uses_first_mark() -> None:
+def reference_loss(embeddings: list[Tensor], labels: list[list[float]], tau_s: float = 0.05, separate: bool = False,
+                   normalize: bool = False) -> float:
+    """Multi-positive InfoNCE with in-batch negatives and masked entries, one query at a time, in plain Python.
+
+    Query i's candidates: every pool passage of the batch except the ones its own row marks -1.
+    Its positives are the entries of its own row that are > 0, weighted by their label (divided
+    by the row's sum when ``normalize``). ``separate``: each positive's softmax holds itself and
+    the zero-target candidates only.
+    """
+    queries = embeddings[0].detach().tolist()
+    passages = [column.detach().tolist() for column in embeddings[1:]]
+
+    def cosine(a: list[float], b: list[float]) -> float:
+        dot = sum(x * y for x, y in zip(a, b))
+        return dot / math.sqrt(sum(x * x for x in a)) / math.sqrt(sum(y * y for y in b))
+
+    total = 0.0
+    for i, query in enumerate(queries):
+        scores, weights = [], []
+        for j in range(len(queries)):
+            for k in range(len(passages)):
+                label = labels[i][k] if j == i else 0.0
+                if label == -1.0:
+                    continue
+                scores.append(cosine(query, passages[k][j]) / tau_s)
+                weights.append(label)
+        row_sum = sum(w for w in weights if w > 0)
+        negatives = [s for s, w in zip(scores, weights) if w == 0]
+        for score, weight in zip(scores, weights):
+            if weight <= 0:
+                continue
+            pool = [score] + negatives if separate else scores
+            log_p = score - math.log(sum(math.exp(s) for s in pool))
+            total -= (weight / row_sum if normalize else weight) * log_p
+    return total / len(queries)
+
+
+def test_gold_infonce_spreads_the_positive_mass_over_every_gold_passage() -> None:
     embeddings = random_batch(requires_grad=False)
-    multi = one_hot([1, 2, 0]) + one_hot([3, 3, 3])
-    first = one_hot([1, 2, 0])
-    loss = GoldInfoNCE(None)
-    assert torch.equal(
-        loss.compute_loss_from_embeddings(embeddings, multi), loss.compute_loss_from_embeddings(embeddings, first)
-    )
+    marks = [[1, 1, 0, 0], [0, 0, 1, 0], [1, 0, 1, 1]]
+    expected = reference_loss(embeddings, marks, normalize=True)
+    value = GoldInfoNCE(None).compute_loss_from_embeddings(embeddings, torch.tensor(marks, dtype=torch.float64))
+    assert value.item() == pytest.approx(expected, rel=1e-9)
+
+
+def test_gold_infonce_mask_mode_keeps_positives_out_of_each_others_softmax() -> None:
+    embeddings = random_batch(requires_grad=False)
+    marks = [[1, 1, 0, 0], [0, 0, 1, 0], [1, 0, 1, 1]]
+    expected = reference_loss(embeddings, marks, separate=True, normalize=True)
+    value = GoldInfoNCE(None, multi_positive="mask").compute_loss_from_embeddings(embeddings, torch.tensor(marks, dtype=torch.float64))
+    assert value.item() == pytest.approx(expected, rel=1e-9)
+    spread = GoldInfoNCE(None).compute_loss_from_embeddings(embeddings, torch.tensor(marks, dtype=torch.float64))
+    assert value.item() < spread.item()  # fewer terms in every positive's denominator
+
+
+def test_masked_entries_leave_the_softmax_in_both_losses() -> None:
+    embeddings = random_batch(requires_grad=False)
+    gold = [[1, -1, 0, 0], [-1, 0, 1, -1], [1, 0, 0, 0]]
+    value = GoldInfoNCE(None).compute_loss_from_embeddings(embeddings, torch.tensor(gold, dtype=torch.float64))
+    assert value.item() == pytest.approx(reference_loss(embeddings, gold, normalize=True), rel=1e-9)
+    soft = [[0.7, -1, 0.3, 0.0], [-1, 0.2, 0.8, -1], [0.25, 0.25, 0.25, 0.25]]
+    value = UtilityModulatedInfoNCE(None).compute_loss_from_embeddings(embeddings, torch.tensor(soft, dtype=torch.float64))
+    assert value.item() == pytest.approx(reference_loss(embeddings, soft), rel=1e-9)
+
+
+def test_a_down_weighted_row_counts_with_its_weight() -> None:
+    embeddings = random_batch(requires_grad=False)
+    full = torch.tensor([[0.6, 0.4, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0], [0.1, 0.2, 0.3, 0.4]], dtype=torch.float64)
+    halved = full.clone()
+    halved[1] *= 0.5
+    loss = UtilityModulatedInfoNCE(None)
+    assert loss.compute_loss_from_embeddings(embeddings, halved).item() == pytest.approx(
+        reference_loss(embeddings, halved.tolist()), rel=1e-9)
+    assert loss.compute_loss_from_embeddings(embeddings, halved) < loss.compute_loss_from_embeddings(embeddings, full)
+
+
+def test_masked_passage_gets_no_gradient_from_its_own_row() -> None:
+    embeddings = random_batch()
+    labels = torch.tensor([[1.0, -1.0, 0.0, 0.0]] * B, dtype=torch.float64)
+    loss = UtilityModulatedInfoNCE(None, in_batch_negatives=False).compute_loss_from_embeddings(embeddings, labels)
+    gradients = torch.autograd.grad(loss, embeddings)
+    assert torch.count_nonzero(gradients[2]) == 0  # passage column 1 is masked in every row
+    assert torch.count_nonzero(gradients[3]) > 0
+
+
+def test_non_finite_loss_stops_the_forward_pass() -> None:
+    from uae.losses import NonFiniteLoss
+
+    embeddings = random_batch(requires_grad=False)
+    embeddings[0] = torch.full_like(embeddings[0], float("nan"))
+    with pytest.raises(NonFiniteLoss, match="not finite"):
+        UtilityModulatedInfoNCE(ColumnStub())([{"embedding": e} for e in embeddings], one_hot([0, 1, 2]))
 
 
 def test_gold_labels_without_a_mark_raise() -> None:
@@ -241,6 +325,7 @@ def test_registry_label_kinds_and_configs() -> None:
         "pool_kl": "distribution",
         "margin_mse": "utility",
     }
+    assert GoldInfoNCE(None).get_config_dict()["multi_positive"] == "spread"
     assert UtilityModulatedInfoNCE(None, tau_s=0.1, hard_mix=0.3).get_config_dict() == {
         "tau_s": 0.1,
         "in_batch_negatives": True,

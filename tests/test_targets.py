@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 from pydantic import ValidationError
@@ -104,7 +106,7 @@ def test_zscore_makes_targets_scale_and_shift_invariant() -> None:
 
 
 def test_top_m_zeroes_the_rest_and_renormalises() -> None:
-    probs = target_distribution([3.0, 1.0, 2.0, 0.0], TargetConfig(top_m=2))
+    probs = target_distribution([3.0, 1.0, 2.0, 0.0], TargetConfig(tau_t=1.0, top_m=2))
     e3, e2 = np.exp(3.0), np.exp(2.0)
     np.testing.assert_allclose(probs, [e3 / (e3 + e2), 0.0, e2 / (e3 + e2), 0.0])
     assert probs[1] == 0.0 and probs[3] == 0.0
@@ -127,7 +129,7 @@ def test_non_finite_utilities_raise() -> None:
 def test_build_targets_counts_constant_utilities_and_keeps_pool_order() -> None:
     utilities = {"flat": {"a": 0.2, "b": 0.2}, "q": {"x": 0.0, "y": 1.0, "unpooled": 9.0}}
     pools = {"flat": ["a", "b"], "q": ["y", "x"]}
-    targets, skipped = build_targets(utilities, pools, TargetConfig())
+    targets, skipped = build_targets(utilities, pools, TargetConfig(tau_t=1.0))
     assert list(targets) == ["q"]
     e = np.exp(1.0)
     np.testing.assert_allclose(targets["q"], [e / (e + 1), 1 / (e + 1)])
@@ -150,7 +152,77 @@ def test_build_targets_raises_on_pool_passage_without_utility() -> None:
 
 def test_nlls_to_targets_end_to_end() -> None:
     utilities, _ = utilities_from_nlls(TWO_ANSWERS)
-    targets, skipped = build_targets(utilities, {"q": ["d2", "d1"]}, TargetConfig())
+    targets, skipped = build_targets(utilities, {"q": ["d2", "d1"]}, TargetConfig(tau_t=1.0))
     expected = np.exp([-0.375, 1.25]) / np.exp([-0.375, 1.25]).sum()
     np.testing.assert_allclose(targets["q"], expected)
     assert skipped.total == 0
+
+
+# ---- one training row: confidence and gold rules --------------------------------------------------
+
+
+def softmax_by_hand(values, tau):
+    exps = [math.exp(v / tau) for v in values]
+    return [e / sum(exps) for e in exps]
+
+
+def test_confidence_weight_scales_a_row_by_its_best_utility() -> None:
+    from uae.targets import row_target
+
+    row = row_target([0.1, 0.4, 0.2], None, TargetConfig(tau_t=0.5, confidence="weight", confident_utility=0.8))
+    assert row.weight == pytest.approx(0.5)
+    assert row.values.tolist() == pytest.approx([0.5 * p for p in softmax_by_hand([0.1, 0.4, 0.2], 0.5)])
+
+
+def test_confidence_soften_raises_the_temperature_of_an_unsure_query() -> None:
+    from uae.targets import row_target
+
+    row = row_target([0.1, 0.4, 0.2], None, TargetConfig(tau_t=0.5, confidence="soften", confident_utility=0.8))
+    assert row.softened and row.weight == 1.0
+    assert row.values.tolist() == pytest.approx(softmax_by_hand([0.1, 0.4, 0.2], 0.5 * 0.8 / 0.4))
+    sure = row_target([0.1, 2.0, 0.2], None, TargetConfig(tau_t=0.5, confidence="soften", confident_utility=0.8))
+    assert not sure.softened and sure.values.tolist() == pytest.approx(softmax_by_hand([0.1, 2.0, 0.2], 0.5))
+
+
+@pytest.mark.parametrize("rule", ["skip", "weight", "soften"])
+def test_a_query_where_no_passage_helps_is_skipped(rule: str) -> None:
+    from uae.targets import row_target
+
+    assert row_target([-0.3, -0.1, -0.2], None, TargetConfig(confidence=rule)).skip.startswith("no passage helps")
+    kept = row_target([-0.3, -0.1, -0.2], None, TargetConfig(confidence="none", tau_t=1.0))
+    assert kept.values.tolist() == pytest.approx(softmax_by_hand([-0.3, -0.1, -0.2], 1.0))
+
+
+def test_confidence_skip_drops_only_unsure_queries() -> None:
+    from uae.targets import row_target
+
+    config = TargetConfig(confidence="skip", confident_utility=1.0)
+    assert row_target([0.2, 0.9], None, config).skip.startswith("low confidence")
+    assert row_target([0.2, 1.1], None, config).skip is None
+
+
+def test_gold_mask_leaves_a_useless_gold_passage_out_of_the_softmax() -> None:
+    from uae.targets import MASKED, row_target
+
+    utilities = [3.0, 0.0, 0.5, 0.1]  # passage 1 is gold but the teacher sees no use in it (a bridge paragraph)
+    gold = [True, True, False, False]
+    row = row_target(utilities, gold, TargetConfig(tau_t=1.0, confidence="none", gold="mask"))
+    p = softmax_by_hand(utilities, 1.0)
+    kept = p[0] + p[2] + p[3]
+    assert row.values.tolist() == pytest.approx([p[0] / kept, MASKED, p[2] / kept, p[3] / kept])
+    assert row.masked == 1
+    plain = row_target(utilities, gold, TargetConfig(tau_t=1.0, confidence="none", gold="none"))
+    assert plain.values.tolist() == pytest.approx(p) and plain.masked == 0
+
+
+def test_gold_floor_gives_the_gold_passages_their_share() -> None:
+    from uae.targets import row_target
+
+    utilities = [3.0, 0.0, 0.5, 0.1]
+    gold = [False, True, False, True]
+    row = row_target(utilities, gold, TargetConfig(tau_t=1.0, confidence="none", gold="floor", gold_floor=0.4))
+    p = softmax_by_hand(utilities, 1.0)
+    deficit = (0.4 - (p[1] + p[3])) / 2
+    scale = 0.6 / (p[0] + p[2])
+    assert row.values.tolist() == pytest.approx([p[0] * scale, p[1] + deficit, p[2] * scale, p[3] + deficit])
+    assert row.floored and row.values[[1, 3]].sum() == pytest.approx(0.4)

@@ -40,7 +40,7 @@ def _guarded(action):
 
     try:
         return action()
-    except (DataError, ManifestMismatch, ModelIndexMismatch, ValueError, FileNotFoundError, ConnectionError) as err:
+    except (DataError, ManifestMismatch, ModelIndexMismatch, ValueError, FileNotFoundError, ConnectionError, ArithmeticError) as err:
         _fail(str(err))
 
 
@@ -175,57 +175,86 @@ def train(
     combine: Annotated[str, typer.Option(help="several --labels: mean_distribution | mean_zscore")] = "mean_distribution",
     out: Annotated[Path, typer.Option(help="output model folder")] = Path("model"),
     base_model: Annotated[str, typer.Option(help="encoder to fine-tune")] = "minilm",
-    loss: Annotated[str, typer.Option(help="um_infonce | infonce_gold | hard_utility | pool_kl | margin_mse")] = "um_infonce",
-    tau_t: Annotated[float, typer.Option(help="teacher temperature")] = 1.0,
-    tau_s: Annotated[float, typer.Option(help="student temperature")] = 0.05,
-    normalize: Annotated[str, typer.Option(help="none | zscore (per-query utility normalisation)")] = "none",
-    hard_mix: Annotated[float, typer.Option(help="weight of hard InfoNCE on the top-utility passage")] = 0.0,
-    steps: Annotated[int, typer.Option()] = 60,
-    batch_size: Annotated[int, typer.Option(help="queries per step")] = 16,
+    split: Annotated[str, typer.Option(help="qrels split of the training questions")] = "train",
+    loss: Annotated[Optional[str], typer.Option(help="um_infonce | infonce_gold | hard_utility | pool_kl | margin_mse")] = None,
+    tau_t: Annotated[Optional[float], typer.Option(help="teacher temperature")] = None,
+    tau_s: Annotated[Optional[float], typer.Option(help="student temperature")] = None,
+    normalize: Annotated[Optional[str], typer.Option(help="none | zscore (per-query utility normalisation)")] = None,
+    confidence: Annotated[Optional[str], typer.Option(help="queries whose best passage barely helps: weight | soften | skip | none")] = None,
+    confident_utility: Annotated[Optional[float], typer.Option(help="utility (nats/token) of the best passage at which a query is fully trusted")] = None,
+    gold_rule: Annotated[Optional[str], typer.Option("--gold", help="gold passages the teacher finds useless: mask | floor | none")] = None,
+    hard_mix: Annotated[Optional[float], typer.Option(help="weight of hard InfoNCE on the top-utility passage")] = None,
+    steps: Annotated[Optional[int], typer.Option(help="optimisation steps (model selection may stop earlier)")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="queries per step")] = None,
     train_pool_size: Annotated[Optional[int], typer.Option(help="passages per query in training")] = None,
-    pool_selection: Annotated[str, typer.Option(help="rows keep: gold_first | rank | utility_first (the last two ignore "
-                                                "the gold flags)")] = "gold_first",
-    learning_rate: Annotated[float, typer.Option()] = 3e-5,
-    max_seq_length: Annotated[int, typer.Option()] = 128,
+    pool_selection: Annotated[Optional[str], typer.Option(help="rows keep: gold_first | rank | utility_first (the last two ignore "
+                                                          "the gold flags)")] = None,
+    max_gold: Annotated[Optional[int], typer.Option(help="gold_first rows: the most gold passages a row keeps")] = None,
+    multi_positive: Annotated[Optional[str], typer.Option(help="infonce_gold: spread | mask (several gold passages in a row)")] = None,
+    learning_rate: Annotated[Optional[float], typer.Option()] = None,
+    max_seq_length: Annotated[Optional[int], typer.Option()] = None,
+    dev_fraction: Annotated[Optional[float], typer.Option(help="share of the training questions held out for model selection (0: off)")] = None,
+    selection_metric: Annotated[Optional[str], typer.Option(help="auto | evidence | answer | utility")] = None,
+    eval_every: Annotated[Optional[int], typer.Option(help="steps between dev evaluations")] = None,
+    patience: Annotated[Optional[int], typer.Option(help="dev evaluations without improvement before stopping")] = None,
+    fallback: Annotated[Optional[str], typer.Option(help="when the student does not beat the base on dev: save the base | student")] = None,
     aggregate: Annotated[str, typer.Option(help="mean | max over several gold answers")] = "mean",
-    seed: Annotated[int, typer.Option()] = 13,
+    seed: Annotated[Optional[int], typer.Option()] = None,
 ) -> None:
-    """Fine-tune the encoder on utility targets (or an ablation loss) with sentence-transformers."""
-    from uae.config import TargetsConfig, TrainingConfig
-    from uae.data.beir import read_dataset
+    """Fine-tune the encoder on utility targets (or an ablation loss), keeping the best checkpoint on a dev split.
+
+    Defaults are those of `uae run` (examples/config.yaml).
+    """
+    from uae.config import RunConfig, SelectionConfig, TrainingConfig
+    from uae.data.beir import DataError, read_dataset
     from uae.data.tables import read_pools
     from uae.labeling import read_labels
-    from uae.pipeline import report_skips
-    from uae.targets import utilities_from_nlls
-    from uae.training import build_training_rows, label_kind_of, train_model
+    from uae.pipeline import report_skips, stage_train
+    from uae.targets import TargetConfig, utilities_from_nlls
+    from uae.training import label_kind_of
 
     def action():
-        training = TrainingConfig(loss=loss, tau_s=tau_s, hard_mix=hard_mix, steps=steps, batch_size=batch_size,
-                                  train_pool_size=train_pool_size, pool_selection=pool_selection,
-                                  learning_rate=learning_rate, max_seq_length=max_seq_length, seed=seed)
-        targets = TargetsConfig(tau_t=tau_t, normalize=normalize)
+        training = TrainingConfig(**_given(loss=loss, tau_s=tau_s, hard_mix=hard_mix, steps=steps, batch_size=batch_size,
+                                           train_pool_size=train_pool_size, pool_selection=pool_selection, max_gold=max_gold,
+                                           multi_positive=multi_positive, learning_rate=learning_rate,
+                                           max_seq_length=max_seq_length, seed=seed))
+        targets = TargetConfig(**_given(tau_t=tau_t, normalize=normalize, confidence=confidence,
+                                        confident_utility=confident_utility, gold=gold_rule))
+        selection = SelectionConfig(**_given(dev_fraction=dev_fraction, metric=selection_metric, eval_every=eval_every,
+                                             patience=patience, fallback=fallback))
         dataset = read_dataset(data)
         pool_table = read_pools(pools)
-        queries = [dataset.queries[qid] for qid in pool_table if qid in dataset.queries]
-        utilities, teacher = None, None
-        if label_kind_of(loss) != "gold" and len(labels) > 1:
-            utilities, targets, teacher = _mixed_teachers(labels, teacher_weights, combine, aggregate, targets)
-        elif label_kind_of(loss) != "gold":
+        if unknown := [qid for qid in pool_table if qid not in dataset.queries]:
+            raise DataError(pools, None, f"{len(unknown)} pooled query id(s) are not in {data}/queries.jsonl, e.g. {unknown[:5]}")
+        queries = [dataset.queries[qid] for qid in pool_table]
+        utilities, record = None, {}
+        if label_kind_of(training.loss) != "gold" and len(labels) > 1:
+            utilities, targets, record = _mixed_teachers(labels, teacher_weights, combine, aggregate, targets)
+        elif label_kind_of(training.loss) != "gold":
             if not labels:
-                _fail(f"loss {loss} learns from utilities: pass --labels from `uae label`")
+                _fail(f"loss {training.loss} learns from utilities: pass --labels from `uae label`")
             utilities, skipped = utilities_from_nlls(read_labels(labels[0]), aggregate)
             report_skips("utilities", skipped)
-        size = train_pool_size or max(len(c) for c in pool_table.values())
-        rows = build_training_rows(queries, pool_table, dataset.corpus, label_kind_of(loss), utilities, targets, size, seed,
-                                   training.pool_selection)
-        report_skips("train", rows.skipped)
-        if teacher is None and len(labels) == 1 and (labels[0] / "manifest.json").is_file():
-            teacher = json.loads((labels[0] / "manifest.json").read_text())["teacher"]
-        record = {"teacher": teacher, "targets": targets.model_dump(), "data": {"path": str(data), "queries": len(rows.queries)}}
-        train_model(rows, base_model, out, training, record)
+        teacher = "+".join(record["teacher"]["teachers"]) if record else _labels_teacher(labels) or "dirichlet"
+        config = RunConfig(data=str(data), out=str(out.parent), base_model=base_model, train_split=split,
+                           labeling={"teacher": teacher, "aggregate": aggregate}, targets=targets,
+                           training=training, selection=selection)
+        stage_train(config, dataset, queries, pool_table, utilities, training.loss, out.name, out=out, record=record)
         console.print(f"saved model to {out}")
 
     _guarded(action)
+
+
+def _given(**options):
+    """The options the user gave (not ``None``), so that the config models' defaults fill the rest."""
+    return {name: value for name, value in options.items() if value is not None}
+
+
+def _labels_teacher(labels: list[Path]) -> str | None:
+    """The teacher recorded in the one labels folder's manifest, if any."""
+    from uae.cross_teacher import teacher_name
+
+    return teacher_name(labels[0]) if len(labels) == 1 else None
 
 
 def _mixed_teachers(labels: list[Path], weights: Optional[str], mode: str, aggregate: str, targets):
@@ -242,7 +271,7 @@ def _mixed_teachers(labels: list[Path], weights: Optional[str], mode: str, aggre
     utilities, rows_targets, skipped = mixed_training_utilities(per_teacher, mix.weights, mix.mode, targets)
     report_skips("combined teachers", skipped)
     console.print(f"targets from {len(per_teacher)} teachers ({mix.mode}): {list(per_teacher)}, weights {mix.weights or 'equal'}")
-    record = {"teachers": list(per_teacher), "weights": mix.weights, "mode": mix.mode, "targets": targets.model_dump()}
+    record = {"teacher": {"teachers": list(per_teacher), "weights": mix.weights, "mode": mix.mode, "targets": targets.model_dump()}}
     return utilities, rows_targets, record
 
 

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from uae.data.beir import DataError
 from uae.encoders import DEFAULT_ENCODER
+from uae.targets import TargetConfig
 
 LossName = Literal["um_infonce", "infonce_gold", "hard_utility", "pool_kl", "margin_mse"]
 
@@ -35,27 +36,39 @@ class LabelingConfig(_Strict):
     part_queries: int = Field(64, ge=1)
 
 
-class TargetsConfig(_Strict):
-    tau_t: float = Field(1.0, gt=0, description="teacher temperature of the target softmax")
-    normalize: Literal["none", "zscore"] = "none"
-    harmful_floor: float | None = None
-    top_m: int | None = Field(None, ge=1)
-
-
 class TrainingConfig(_Strict):
     loss: LossName = "um_infonce"
     tau_s: float = Field(0.05, gt=0, description="student temperature")
     hard_mix: float = Field(0.0, ge=0, le=1, description="lam in (1-lam) L_soft + lam L_hard")
-    steps: int = Field(60, ge=1)
-    batch_size: int = Field(16, ge=1, description="queries per step")
-    train_pool_size: int | None = Field(None, ge=2, description="passages per query in training (default: the pool)")
+    steps: int = Field(160, ge=1, description="optimisation steps (the most: model selection may stop earlier)")
+    batch_size: int = Field(8, ge=1, description="queries per step")
+    train_pool_size: int | None = Field(4, ge=2, description="passages per query in training (None: the whole pool)")
     pool_selection: Literal["gold_first", "rank", "utility_first"] = Field(
         "gold_first", description="which pool passages a training row keeps: gold evidence first (DESIGN), the best-ranked "
         "only, or the teacher's most useful first (the last two ignore the gold flags); losses on gold always use gold_first")
+    max_gold: int = Field(1, ge=1, description="gold_first rows: the most gold passages a row keeps; the rest are the "
+                          "best-ranked other passages, so every row has hard negatives")
+    multi_positive: Literal["spread", "mask"] = Field(
+        "spread", description="infonce_gold with several gold passages in a row: spread the positive mass over them, "
+        "or mask the other gold passages out of each positive's softmax")
     learning_rate: float = Field(3e-5, gt=0)
     warmup_ratio: float = Field(0.1, ge=0, lt=1)
     max_seq_length: int = Field(128, ge=8, description="tokens per text in training; the saved model keeps the base encoder's length for search")
     seed: int = 13
+
+
+class SelectionConfig(_Strict):
+    """Model selection on a dev split held out from the training questions, by document (see ``uae.selection``)."""
+
+    dev_fraction: float = Field(0.1, ge=0, lt=0.5, description="share of the training questions held out (0: no selection)")
+    min_dev_questions: int = Field(50, ge=1, description="the fewest dev questions, where the data allows")
+    metric: Literal["auto", "evidence", "answer", "utility"] = Field(
+        "auto", description="what the best checkpoint is chosen by: evidence (MAP on the qrels), answer (answer recall@1), "
+        "utility (the teacher's nDCG@10 over the dev pools); auto = evidence when evidence labels are used, else utility")
+    eval_every: int = Field(20, ge=1, description="optimisation steps between dev evaluations")
+    patience: int = Field(3, ge=1, description="dev evaluations without improvement before training stops")
+    fallback: Literal["base", "student"] = Field(
+        "base", description="what to save when the best student does not beat the base on dev (a warning is printed either way)")
 
 
 class EvalConfig(_Strict):
@@ -93,8 +106,11 @@ class RunConfig(_Strict):
     compare_infonce_gold: bool = Field(True, description="also train plain InfoNCE on gold evidence")
     mining: MiningConfig = MiningConfig()
     labeling: LabelingConfig = LabelingConfig()
-    targets: TargetsConfig = TargetsConfig()
+    evidence: bool = Field(True, description="use evidence labels (qrels) in training; false: learn from question-answer "
+                           "pairs alone (mine without gold, rows by utility, select on utility; qrels are read only to evaluate)")
+    targets: TargetConfig = TargetConfig()
     training: TrainingConfig = TrainingConfig()
+    selection: SelectionConfig = SelectionConfig()
     eval: EvalConfig = EvalConfig()
     generation: GenerationConfig | None = Field(None, description="also score answers generated from each system's top-k")
 

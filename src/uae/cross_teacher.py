@@ -42,7 +42,7 @@ import numpy as np
 from uae.data.schema import Corpus, Qrels, Query, SkipReport
 
 if TYPE_CHECKING:
-    from uae.config import TargetsConfig
+    from uae.targets import TargetConfig
 
 GradeScheme = Literal["quantile", "threshold"]
 Utilities = dict[str, dict[str, float]]
@@ -89,7 +89,7 @@ def load_teacher_utilities(paths: Sequence[str | os.PathLike], aggregate: Litera
 
 
 def mixed_training_utilities(per_teacher: Mapping[str, Utilities], weights: Sequence[float] | None, mode: str,
-                             targets: TargetsConfig) -> tuple[Utilities, TargetsConfig, SkipReport]:
+                             targets: TargetConfig) -> tuple[Utilities, TargetConfig, SkipReport]:
     """Training input for several teachers: combined targets as ``log p``, and the targets config that reproduces them.
 
     :func:`uae.training.build_training_rows` builds targets from utilities with a targets config;
@@ -97,22 +97,22 @@ def mixed_training_utilities(per_teacher: Mapping[str, Utilities], weights: Sequ
     without top-m) and a config at ``tau_t=1`` with no floor or z-score and the original
     ``top_m``, so the rows hold exactly the combined ``p*`` (``softmax(log p) = p``) truncated
     as asked. For ``margin_mse`` the rows then hold ``log p*``, whose margins are the combined
-    utilities' margins divided by ``tau_t``.
+    utilities' margins divided by ``tau_t``. The confidence rule is off in that config: ``log p``
+    is no utility in nats, and each teacher's target was already built with the rules asked for.
 
     Args:
         per_teacher: ``{teacher: utilities}``.
         weights: one per teacher, in order; ``None`` for equal weights.
         mode: ``"mean_distribution"`` or ``"mean_zscore"``.
-        targets: a :class:`uae.config.TargetsConfig`.
+        targets: a :class:`uae.targets.TargetConfig`.
 
     Returns:
         ``(utilities, targets config, skip report)``.
     """
-    from uae.targets import TargetConfig, combine_teacher_utilities, targets_as_utilities
+    from uae.targets import combine_teacher_utilities, targets_as_utilities
 
-    config = TargetConfig(**targets.model_dump())
-    combined, skipped = combine_teacher_utilities(per_teacher, weights, mode, config.model_copy(update={"top_m": None}))
-    rows_config = targets.model_copy(update={"tau_t": 1.0, "normalize": "none", "harmful_floor": None})
+    combined, skipped = combine_teacher_utilities(per_teacher, weights, mode, targets.model_copy(update={"top_m": None}))
+    rows_config = targets.model_copy(update={"tau_t": 1.0, "normalize": "none", "harmful_floor": None, "confidence": "none"})
     return targets_as_utilities(combined), rows_config, skipped
 
 

@@ -5,9 +5,18 @@ embeds the columns, then calls the pure ``compute_loss_from_embeddings(embedding
 with ``embeddings[0]`` the ``(B, D)`` queries, ``embeddings[1:]`` K ``(B, D)`` passage tensors,
 and ``labels`` a ``(B, K)`` float tensor whose meaning each loss names in ``label_kind``:
 
-- ``"distribution"``: the target ``p*`` over the pool (rows sum to 1, see ``uae.targets``);
-- ``"gold"``: a one-hot (or multi-hot) mark of the gold evidence in the pool;
+- ``"distribution"``: the target ``p*`` over the pool. A row sums to 1, or to a weight ``w`` in
+  ``(0, 1]`` for a query the target rules down-weight (the loss of that row is then ``w`` times
+  its cross-entropy against ``p* / w``; see ``uae.targets``);
+- ``"gold"``: a mark (any value > 0) on each gold passage of the pool; the positive mass is spread
+  evenly over the marked passages (multi-positive InfoNCE);
 - ``"utility"``: the raw utilities of the pool passages.
+
+In ``"distribution"`` and ``"gold"`` rows an entry equal to :data:`MASKED` (-1) leaves that
+passage out of the query's softmax altogether: it is neither a positive nor a negative. The
+training rows use it for a passage that the evidence labels call relevant but the teacher gave
+(almost) no utility, such as the bridge paragraph of a multi-hop question, which the answer's
+words are not in: it must not be taught as a distractor.
 
 The student score is ``s(q, d) = cos(E(q), E(d)) / tau_s``. With in-batch negatives the
 candidates of query ``i`` are every pool passage of the batch, laid out row-major: query ``j``'s
@@ -31,7 +40,12 @@ DEFAULT_TAU_S = 0.05
 """Student temperature: cosine similarities are divided by it before a softmax."""
 
 DISTRIBUTION_ATOL = 1e-3
-"""How far a ``"distribution"`` label row may sum from 1 (float16 storage included)."""
+"""How far a ``"distribution"`` label row may sum above 1 (float16 storage included)."""
+
+MASKED = -1.0
+"""A label entry that leaves its passage out of the query's softmax (see the module docstring)."""
+
+MultiPositive = Literal["spread", "mask"]
 
 INFONCE_CITATION = """
 @misc{oord2019representationlearningcontrastivepredictive,
@@ -158,35 +172,110 @@ def candidate_targets(targets: Tensor, in_batch_negatives: bool) -> Tensor:
     return blocks.reshape(batch, batch * k)
 
 
-def soft_cross_entropy(scores: Tensor, targets: Tensor) -> Tensor:
-    """Batch mean of ``-sum_c targets_c * log softmax(scores)_c``.
+def candidate_mask(candidates: Tensor, in_batch_negatives: bool) -> Tensor:
+    """Lay a ``(B, K)`` boolean "in the softmax" mask out over the candidate set.
+
+    Args:
+        candidates: ``(B, K)``, ``False`` for the masked passages of each query's own pool.
+        in_batch_negatives: whether the candidates include the other queries' pools (which stay
+            candidates: a passage is masked only for the query whose row masks it).
+
+    Returns:
+        ``candidates`` itself, or ``(B, B*K)`` with each row's mask in its own block, ``True`` elsewhere.
+    """
+    if not in_batch_negatives:
+        return candidates
+    batch, k = candidates.shape
+    blocks = torch.ones(batch, batch, k, dtype=torch.bool, device=candidates.device)
+    rows = torch.arange(batch, device=candidates.device)
+    blocks[rows, rows] = candidates
+    return blocks.reshape(batch, batch * k)
+
+
+def split_labels(labels: Tensor, loss_name: str) -> tuple[Tensor, Tensor]:
+    """Target mass and the "in the softmax" mask of ``(B, K)`` label rows (:data:`MASKED` entries out).
+
+    Returns:
+        ``(targets, candidates)``: ``labels`` with masked entries set to 0, and ``labels != MASKED``.
+
+    Raises:
+        ValueError: an entry that is negative but not :data:`MASKED`.
+    """
+    candidates = labels != MASKED
+    if (candidates & (labels < 0)).any():
+        raise ValueError(f"{loss_name} expects label entries >= 0, or {MASKED} for a passage left out of the softmax")
+    return torch.where(candidates, labels, torch.zeros_like(labels)), candidates
+
+
+def row_cross_entropy(scores: Tensor, targets: Tensor, candidates: Tensor | None = None) -> Tensor:
+    """``-sum_c targets_c * log softmax(scores)_c`` of each row, the softmax over the candidates only.
+
+    Args:
+        scores: ``(B, C)`` logits.
+        targets: ``(B, C)`` non-negative weights, 0 on every non-candidate.
+        candidates: ``(B, C)`` booleans, ``False`` for entries left out of the softmax; ``None``: all in.
+
+    Returns:
+        ``(B,)`` values.
+    """
+    if candidates is not None:
+        scores = scores.masked_fill(~candidates, float("-inf"))
+    log_probs = torch.log_softmax(scores, dim=-1)
+    return -torch.where(targets > 0, targets * log_probs, torch.zeros_like(log_probs)).sum(dim=-1)
+
+
+def soft_cross_entropy(scores: Tensor, targets: Tensor, candidates: Tensor | None = None) -> Tensor:
+    """Batch mean of :func:`row_cross_entropy`.
 
     Args:
         scores: ``(B, C)`` logits.
         targets: ``(B, C)`` non-negative weights (a distribution for a proper cross-entropy).
+        candidates: ``(B, C)`` booleans, ``False`` for entries left out of the softmax; ``None``: all in.
 
     Returns:
         A scalar.
     """
-    return -(targets * torch.log_softmax(scores, dim=-1)).sum(dim=-1).mean()
+    return row_cross_entropy(scores, targets, candidates).mean()
 
 
-def kl_divergence(scores: Tensor, targets: Tensor) -> Tensor:
-    """Batch mean of ``KL(targets || softmax(scores))``, with ``0 log 0 = 0``.
+def separate_positives_nll(scores: Tensor, targets: Tensor, candidates: Tensor | None = None) -> Tensor:
+    """Batch mean of ``-sum_g targets_g log(e^s_g / (e^s_g + sum_n e^s_n))``: each positive against the negatives only.
+
+    The positives (``targets > 0``) do not compete with each other; the negatives are the
+    candidates with target 0. This is multi-positive InfoNCE with "the other positives masked out
+    of the softmax".
+
+    Raises:
+        ValueError: a row without any negative candidate.
+    """
+    candidates = torch.ones_like(scores, dtype=torch.bool) if candidates is None else candidates
+    negatives = candidates & (targets <= 0)
+    if not negatives.any(dim=-1).all():
+        raise ValueError("separate positives need at least one negative candidate in every row")
+    negative_lse = torch.logsumexp(scores.masked_fill(~negatives, float("-inf")), dim=-1, keepdim=True)
+    log_probs = scores - torch.logaddexp(scores, negative_lse)
+    return -torch.where(targets > 0, targets * log_probs, torch.zeros_like(log_probs)).sum(dim=-1).mean()
+
+
+def kl_divergence(scores: Tensor, targets: Tensor, candidates: Tensor | None = None) -> Tensor:
+    """Batch mean of ``w * KL(targets / w || softmax(scores))`` with ``w`` each row's sum, ``0 log 0 = 0``.
 
     Args:
         scores: ``(B, C)`` logits.
-        targets: ``(B, C)`` distributions.
+        targets: ``(B, C)`` non-negative rows with a positive sum ``w`` (1 for distributions).
+        candidates: ``(B, C)`` booleans, ``False`` for entries left out of the softmax; ``None``: all in.
 
     Returns:
         A scalar, 0 when the student distribution equals the targets.
     """
-    negative_entropy = torch.xlogy(targets, targets).sum(dim=-1).mean()
-    return negative_entropy + soft_cross_entropy(scores, targets)
+    weight = targets.sum(dim=-1, keepdim=True)
+    normalized = targets / weight
+    negative_entropy = torch.xlogy(normalized, normalized).sum(dim=-1)
+    return (weight.squeeze(-1) * (negative_entropy + row_cross_entropy(scores, normalized, candidates))).mean()
 
 
 def one_hot_argmax(labels: Tensor) -> Tensor:
-    """One-hot of each row's argmax (the first one on ties, so multi-hot keeps its first mark).
+    """One-hot of each row's argmax (the first one on ties).
 
     Args:
         labels: ``(B, K)`` scores, distributions or gold marks.
@@ -226,24 +315,23 @@ def margin_mse(student: Tensor, teacher: Tensor) -> Tensor:
 # ---------------------------------------------------------------- label checks
 
 
-def check_distribution(labels: Tensor, loss_name: str) -> None:
-    """Raise unless every row of ``labels`` is a probability distribution."""
-    if (labels < 0).any() or not torch.allclose(
-        labels.sum(dim=-1), torch.ones_like(labels[:, 0]), atol=DISTRIBUTION_ATOL
-    ):
-        raise ValueError(f"{loss_name} expects target distributions (non-negative rows summing to 1) as labels")
-
-
-def check_gold(labels: Tensor, loss_name: str) -> None:
-    """Raise unless every row of ``labels`` marks at least one gold passage."""
-    if not (labels.max(dim=-1).values > 0).all():
-        raise ValueError(f"{loss_name} expects every label row to mark a gold passage (a value > 0)")
-
-
 def check_finite(labels: Tensor, loss_name: str) -> None:
     """Raise when ``labels`` hold a NaN or an infinity."""
     if not torch.isfinite(labels).all():
         raise ValueError(f"{loss_name} expects finite labels")
+
+
+def check_distribution(targets: Tensor, loss_name: str) -> None:
+    """Raise unless every row of ``targets`` is non-negative with a sum in ``(0, 1]``."""
+    sums = targets.sum(dim=-1)
+    if (targets < 0).any() or (sums <= 0).any() or (sums > 1 + DISTRIBUTION_ATOL).any():
+        raise ValueError(f"{loss_name} expects target distributions as labels (non-negative rows summing to 1, or to a query weight in (0, 1])")
+
+
+def check_gold(targets: Tensor, loss_name: str) -> None:
+    """Raise unless every row of ``targets`` marks at least one gold passage."""
+    if not (targets.max(dim=-1).values > 0).all():
+        raise ValueError(f"{loss_name} expects every label row to mark a gold passage (a value > 0)")
 
 
 # ---------------------------------------------------------------- losses
@@ -251,6 +339,9 @@ def check_finite(labels: Tensor, loss_name: str) -> None:
 
 class PoolLoss(nn.Module):
     """Base of the pool losses: embeds ``(query, p_1..p_K)`` columns and checks the shapes.
+
+    A loss that is not finite raises :class:`NonFiniteLoss` instead of being handed to the
+    optimiser (the trainer would otherwise log it as 0 and step into NaN weights).
 
     Args:
         model: the ``SentenceTransformer`` being trained; ``None`` is accepted for calling
@@ -271,7 +362,10 @@ class PoolLoss(nn.Module):
         """Embed the columns with ``self.model`` and compute the loss."""
         if self.model is None:
             raise ValueError(f"{type(self).__name__} was built without a model; call compute_loss_from_embeddings")
-        return self.compute_loss_from_embeddings(embed_columns(self.model, sentence_features), labels)
+        loss = self.compute_loss_from_embeddings(embed_columns(self.model, sentence_features), labels)
+        if not torch.isfinite(loss):
+            raise NonFiniteLoss(f"{type(self).__name__} is {loss.item()} (not finite); lower the learning rate or check the labels")
+        return loss
 
     def compute_loss_from_embeddings(self, embeddings: list[Tensor], labels: Tensor) -> Tensor:
         """The loss from ``[queries (B, D), p_1 (B, D), ..., p_K (B, D)]`` and ``(B, K)`` labels."""
@@ -303,13 +397,18 @@ class PoolLoss(nn.Module):
         return {"tau_s": self.tau_s}
 
 
+class NonFiniteLoss(ArithmeticError):
+    """A training loss came out NaN or infinite: training stops and no model is saved."""
+
+
 class UtilityModulatedInfoNCE(PoolLoss):
     """Cross-entropy of the student against the utility distribution ``p*``.
 
     ``L(q) = - sum_{d in P(q)} p*(d) log softmax(s(q, .))_d``, with the softmax over the
     query's pool plus, by default, every other pool passage in the batch (target 0). With
     ``hard_mix = lam`` the loss is ``(1 - lam) * L_soft + lam * L_hard``, where ``L_hard`` is
-    InfoNCE on ``argmax p*`` over the same candidates.
+    InfoNCE on ``argmax p*`` over the same candidates. A row that sums to a weight ``w < 1``
+    contributes ``w`` times its loss; :data:`MASKED` passages are left out of the softmax.
 
     Args:
         model: the ``SentenceTransformer`` being trained (or ``None``).
@@ -335,13 +434,16 @@ class UtilityModulatedInfoNCE(PoolLoss):
 
     def compute_loss_from_embeddings(self, embeddings: list[Tensor], labels: Tensor) -> Tensor:
         """The mixed soft/hard loss, batch mean."""
-        query, passages, targets = self.split(embeddings, labels)
+        query, passages, labels = self.split(embeddings, labels)
+        targets, candidates = split_labels(labels, type(self).__name__)
         check_distribution(targets, type(self).__name__)
         scores = candidate_scores(query, passages, self.tau_s, self.in_batch_negatives)
-        soft = soft_cross_entropy(scores, candidate_targets(targets, self.in_batch_negatives))
+        mask = candidate_mask(candidates, self.in_batch_negatives)
+        soft = soft_cross_entropy(scores, candidate_targets(targets, self.in_batch_negatives), mask)
         if self.hard_mix == 0.0:
             return soft
-        hard = soft_cross_entropy(scores, candidate_targets(one_hot_argmax(targets), self.in_batch_negatives))
+        hard_targets = one_hot_argmax(targets) * targets.sum(dim=-1, keepdim=True)
+        hard = soft_cross_entropy(scores, candidate_targets(hard_targets, self.in_batch_negatives), mask)
         return (1.0 - self.hard_mix) * soft + self.hard_mix * hard
 
     def get_config_dict(self) -> dict[str, Any]:
@@ -352,8 +454,56 @@ class UtilityModulatedInfoNCE(PoolLoss):
         return INFONCE_CITATION
 
 
-class ArgmaxInfoNCE(PoolLoss):
-    """InfoNCE whose single positive is each label row's argmax (first one on ties).
+class GoldInfoNCE(PoolLoss):
+    """Plain InfoNCE on the gold evidence: the similarity baseline, with several positives.
+
+    Every marked passage of a row is a positive. ``multi_positive="spread"`` (default) spreads
+    the positive mass evenly over them in one softmax (the normalised multi-hot target, the
+    standard multi-positive InfoNCE; it is UM-InfoNCE with a uniform target over the gold, so the
+    two baselines differ only in their targets). ``"mask"`` scores each positive against the
+    negatives alone, the other positives masked out of its softmax, so gold passages never compete.
+
+    Args:
+        model: the ``SentenceTransformer`` being trained (or ``None``).
+        tau_s: student temperature.
+        in_batch_negatives: add the other queries' pools to the candidates.
+        multi_positive: ``"spread"`` or ``"mask"``.
+    """
+
+    label_kind: ClassVar[LabelKind] = "gold"
+
+    def __init__(self, model: nn.Module | None, tau_s: float = DEFAULT_TAU_S, in_batch_negatives: bool = True,
+                 multi_positive: MultiPositive = "spread") -> None:
+        super().__init__(model, tau_s)
+        if multi_positive not in ("spread", "mask"):
+            raise ValueError(f"multi_positive must be 'spread' or 'mask', got {multi_positive!r}")
+        self.in_batch_negatives = in_batch_negatives
+        self.multi_positive = multi_positive
+
+    def compute_loss_from_embeddings(self, embeddings: list[Tensor], labels: Tensor) -> Tensor:
+        """Multi-positive InfoNCE on the marked passages, batch mean."""
+        query, passages, labels = self.split(embeddings, labels)
+        marks, candidates = split_labels(labels, type(self).__name__)
+        check_gold(marks, type(self).__name__)
+        targets = (marks > 0).to(marks.dtype)
+        targets = targets / targets.sum(dim=-1, keepdim=True)
+        scores = candidate_scores(query, passages, self.tau_s, self.in_batch_negatives)
+        mask = candidate_mask(candidates, self.in_batch_negatives)
+        layout = candidate_targets(targets, self.in_batch_negatives)
+        if self.multi_positive == "mask":
+            return separate_positives_nll(scores, layout, mask)
+        return soft_cross_entropy(scores, layout, mask)
+
+    def get_config_dict(self) -> dict[str, Any]:
+        return {**super().get_config_dict(), "in_batch_negatives": self.in_batch_negatives, "multi_positive": self.multi_positive}
+
+    @property
+    def citation(self) -> str:
+        return DPR_CITATION
+
+
+class HardUtilityInfoNCE(PoolLoss):
+    """InfoNCE whose single positive is the top-utility passage (``argmax p*``, the first on ties).
 
     The same maths as :class:`UtilityModulatedInfoNCE` with a one-hot target, so the two give
     identical values and gradients on one-hot labels.
@@ -371,14 +521,14 @@ class ArgmaxInfoNCE(PoolLoss):
         self.in_batch_negatives = in_batch_negatives
 
     def compute_loss_from_embeddings(self, embeddings: list[Tensor], labels: Tensor) -> Tensor:
-        """InfoNCE on the argmax positive, batch mean."""
+        """InfoNCE on the argmax positive (weighted like the row), batch mean."""
         query, passages, labels = self.split(embeddings, labels)
-        self.check_labels(labels)
+        targets, candidates = split_labels(labels, type(self).__name__)
+        check_distribution(targets, type(self).__name__)
         scores = candidate_scores(query, passages, self.tau_s, self.in_batch_negatives)
-        return soft_cross_entropy(scores, candidate_targets(one_hot_argmax(labels), self.in_batch_negatives))
-
-    def check_labels(self, labels: Tensor) -> None:
-        """Hook for label checks; argmax of any finite row is defined."""
+        hard = one_hot_argmax(targets) * targets.sum(dim=-1, keepdim=True)
+        return soft_cross_entropy(scores, candidate_targets(hard, self.in_batch_negatives),
+                                  candidate_mask(candidates, self.in_batch_negatives))
 
     def get_config_dict(self) -> dict[str, Any]:
         return {**super().get_config_dict(), "in_batch_negatives": self.in_batch_negatives}
@@ -386,28 +536,6 @@ class ArgmaxInfoNCE(PoolLoss):
     @property
     def citation(self) -> str:
         return INFONCE_CITATION
-
-
-class GoldInfoNCE(ArgmaxInfoNCE):
-    """Plain InfoNCE on the gold evidence: the similarity baseline.
-
-    Labels mark the gold passage(s) of the pool; with several, the first is the positive.
-    """
-
-    label_kind: ClassVar[LabelKind] = "gold"
-
-    def check_labels(self, labels: Tensor) -> None:
-        check_gold(labels, type(self).__name__)
-
-    @property
-    def citation(self) -> str:
-        return DPR_CITATION
-
-
-class HardUtilityInfoNCE(ArgmaxInfoNCE):
-    """InfoNCE whose positive is the top-utility passage (``argmax p*``)."""
-
-    label_kind: ClassVar[LabelKind] = "distribution"
 
 
 class PoolKL(PoolLoss):
@@ -422,9 +550,10 @@ class PoolKL(PoolLoss):
 
     def compute_loss_from_embeddings(self, embeddings: list[Tensor], labels: Tensor) -> Tensor:
         """The KL divergence, batch mean."""
-        query, passages, targets = self.split(embeddings, labels)
+        query, passages, labels = self.split(embeddings, labels)
+        targets, candidates = split_labels(labels, type(self).__name__)
         check_distribution(targets, type(self).__name__)
-        return kl_divergence(candidate_scores(query, passages, self.tau_s, in_batch_negatives=False), targets)
+        return kl_divergence(candidate_scores(query, passages, self.tau_s, in_batch_negatives=False), targets, candidates)
 
     @property
     def citation(self) -> str:

@@ -112,31 +112,79 @@ def stage_label(config: RunConfig, dataset: Dataset, queries: Sequence[Query], p
     return utilities
 
 
-def stage_train(config: RunConfig, dataset: Dataset, queries: Sequence[Query], pools: Pools, utilities, loss: str, name: str) -> Path:
-    """Train one model with ``loss`` into ``models/<name>`` (reused when settings are unchanged)."""
-    out = config.out_dir / "models" / name
+def training_view(config: RunConfig, dataset: Dataset) -> Dataset:
+    """What the training stages may read: the dataset, or without its evidence labels when ``config.evidence`` is off."""
+    return dataset if config.evidence else dataset.without_evidence()
+
+
+def evidence_free(config: RunConfig) -> RunConfig:
+    """``config`` as the no-evidence recipe runs it: pools mined without gold, rows by utility, selection on utility.
+
+    Raises:
+        ValueError: a setting that needs evidence labels was asked for explicitly.
+    """
+    if config.evidence:
+        return config
+    if config.selection.metric == "evidence":
+        raise ValueError("selection.metric 'evidence' needs evidence labels; with evidence: false use utility or answer")
+    if label_kind_of(config.training.loss) == "gold":
+        raise ValueError(f"loss {config.training.loss} learns from evidence labels; with evidence: false use a utility loss")
+    selection = config.training.pool_selection if config.training.pool_selection != "gold_first" else "utility_first"
+    return config.model_copy(update={
+        "mining": config.mining.model_copy(update={"include_gold": False}),
+        "training": config.training.model_copy(update={"pool_selection": selection}),
+        "compare_infonce_gold": False,
+    })
+
+
+def stage_train(config: RunConfig, dataset: Dataset, queries: Sequence[Query], pools: Pools, utilities, loss: str, name: str,
+                out: Path | None = None, record: dict | None = None) -> Path:
+    """Train one model with ``loss`` into ``out`` (default ``models/<name>``), reused when settings are unchanged.
+
+    The one training path (``uae run`` and ``uae train`` both come here): hold out a dev split of
+    ``queries`` by document (:func:`uae.selection.split_dev`), build the rows of the others, and
+    train with model selection on the dev split (:func:`uae.training.train_model`). ``record``
+    adds entries to the model's ``uae_training.json`` (e.g. the teachers of a mixed target).
+    """
+    from uae.data.splits import query_documents
+    from uae.selection import build_dev_set, split_dev
+
+    out = out or config.out_dir / "models" / name
     training = config.training.model_copy(update={"loss": loss})
     on_gold = label_kind_of(loss) == "gold"  # labels from qrels: the teacher, targets and hard_mix do not change this model
-    key = _stage_key(stage="train", base=config.base_model,
-                     training=training.model_dump(exclude={"hard_mix", "pool_selection"} if on_gold else None),
-                     targets=None if on_gold else config.targets.model_dump(),
-                     teacher=None if on_gold else config.labeling.teacher, pools=config.mining.model_dump(), queries=[q.id for q in queries])
+    key = _stage_key(stage="train", base=config.base_model, evidence=config.evidence,
+                     training=training.model_dump(exclude={"hard_mix", "pool_selection"} if on_gold else {"multi_positive"}),
+                     targets=None if on_gold else config.targets.model_dump(), selection=config.selection.model_dump(),
+                     teacher=None if on_gold else config.labeling.teacher, pools=config.mining.model_dump(),
+                     queries=[q.id for q in queries], record=record)
     if (out / "uae_training.json").is_file() and _is_done(out / "stage", key):
         console.print(f"reusing {out}")
         return out
+    seen = training_view(config, dataset)
+    split = split_dev(queries, query_documents(seen), config.selection.dev_fraction, config.selection.min_dev_questions, training.seed)
+    if split.reason:
+        console.print(f"[yellow]train {name}: no model selection: {split.reason}")
     rows = build_training_rows(
-        queries, pools, dataset.corpus, label_kind_of(loss), utilities, config.targets,
-        training.train_pool_size or config.mining.pool_size, training.seed, training.pool_selection,
+        split.train, pools, dataset.corpus, label_kind_of(loss), utilities, config.targets,
+        training.train_pool_size or config.mining.pool_size, training.seed, training.pool_selection, training.max_gold,
     )
     report_skips(f"train {name}", rows.skipped)
-    console.print(f"[bold]train {name}[/]: loss {loss}, {len(rows.queries)} queries, {training.steps} steps of {training.batch_size}")
-    record = {
-        "teacher": config.labeling.teacher,
-        "targets": config.targets.model_dump(),
-        "data": {"path": config.data, "split": config.train_split, "queries": len(rows.queries)},
+    if rows.adjusted:
+        console.print(f"train {name}: target rules changed rows: {dict(rows.adjusted)}")
+    qrels = seen.qrels.get(config.train_split) if config.evidence else None
+    dev = build_dev_set(dataset, split, pools, utilities, qrels) if split.dev else None
+    console.print(f"[bold]train {name}[/]: loss {loss}, {len(rows.queries)} queries, up to {training.steps} steps of "
+                  f"{training.batch_size}; dev split {len(split.dev)} questions from {split.documents} documents")
+    full_record = {
+        "teacher": None if on_gold else config.labeling.teacher,
+        "targets": None if on_gold else config.targets.model_dump(),
+        "evidence": config.evidence,
+        "data": {"path": config.data, "split": config.train_split, "queries": len(rows.queries), "dev_questions": len(split.dev)},
         "mining": config.mining.model_dump(),
+        **({"selection": {"dev": None, "reason": split.reason}} if split.reason else {}),
+        **(record or {}),
     }
-    train_model(rows, config.base_model, out, training, record)
+    train_model(rows, config.base_model, out, training, full_record, dev, config.selection)
     _mark_done(out / "stage", key)
     return out
 
@@ -330,12 +378,14 @@ def stage_eval(config: RunConfig, dataset: Dataset, models: dict[str, Path], uti
     return metrics
 
 
-def run_pipeline(config: RunConfig, progress: bool = True, dataset: Dataset | None = None) -> RunResult:
+def run_pipeline(config: RunConfig, progress: bool = True, dataset: Dataset | None = None,
+                 extra_models: dict[str, Path] | None = None) -> RunResult:
     """Every stage on ``config.data``; returns the metrics, the wall time and the time per stage.
 
     ``dataset``: an already loaded dataset to use instead of reading the BEIR folder
     ``config.data`` (e.g. a registry dataset re-split by document, as ``bench/quality.py``
     builds it); ``config.data`` then only describes it in the stage keys and the report.
+    ``extra_models``: ``{system: model folder}`` of other runs, evaluated beside this run's models.
     """
     started = time.perf_counter()
     timings: dict[str, float] = {}
@@ -346,16 +396,18 @@ def run_pipeline(config: RunConfig, progress: bool = True, dataset: Dataset | No
         timings[stage] = time.perf_counter() - begun
         return value
 
+    config = evidence_free(config)
     config.out_dir.mkdir(parents=True, exist_ok=True)
     (config.out_dir / "config.json").write_text(config.model_dump_json(indent=2))
     dataset = dataset if dataset is not None else read_dataset(config.data)
-    train_queries, train_skipped = dataset.usable_queries(config.train_split)
+    train_queries, train_skipped = dataset.usable_queries(config.train_split, evidence=config.evidence)
     report_skips(f"train split ({config.train_split})", train_skipped)
-    pools = timed("mine", lambda: stage_mine(config, dataset, train_queries, progress))
+    pools = timed("mine", lambda: stage_mine(config, training_view(config, dataset), train_queries, progress))
     utilities = timed("label", lambda: stage_label(config, dataset, train_queries, pools, progress=progress))
     models = {"uae": timed("train uae", lambda: stage_train(config, dataset, train_queries, pools, utilities, config.training.loss, "uae"))}
     if config.compare_infonce_gold:
         models["infonce_gold"] = timed("train infonce_gold", lambda: stage_train(config, dataset, train_queries, pools, utilities, "infonce_gold", "infonce_gold"))
+    models.update(extra_models or {})
     metrics = timed("eval", lambda: stage_eval(config, dataset, models, utilities, time.perf_counter() - started, progress))
     seconds = time.perf_counter() - started
     console.print(f"done in {seconds:.0f} s; report: {config.out_dir / 'report.md'}")

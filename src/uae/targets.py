@@ -16,6 +16,7 @@ Queries whose utilities are all equal carry no signal; they are skipped and coun
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
@@ -131,7 +132,7 @@ def utilities_from_nlls(
 
 
 class TargetConfig(BaseModel):
-    """How utilities become a target distribution, applied in the order listed below.
+    """How utilities become a training target, applied in the order listed below.
 
     Attributes:
         harmful_floor: utilities below this value are raised to it, so that passages that
@@ -142,14 +143,32 @@ class TargetConfig(BaseModel):
         tau_t: teacher temperature of the softmax; smaller is sharper.
         top_m: keep only the ``m`` highest-utility passages (ties: earlier in the pool wins);
             the others get a target of exactly 0. ``None`` keeps all.
+        confidence: what to do with a query whose best passage barely helps the teacher (its
+            utility, in nats per answer token, is below ``confident_utility``): ``"weight"``
+            scales the query's loss by ``u_max / confident_utility``, ``"soften"`` raises its
+            temperature to ``tau_t * confident_utility / u_max``, ``"skip"`` drops it, ``"none"``
+            trusts every query alike. Under every rule but ``"none"`` a query where no passage
+            helps at all (``u_max <= 0``) is skipped. A sharp target on such a query teaches noise.
+        confident_utility: the utility of the best passage at which a query is fully trusted.
+        gold: how passages marked as evidence (when evidence labels exist) enter the target:
+            ``"mask"`` leaves a gold passage whose target is below the uniform share out of the
+            query's softmax (it is not taught as a distractor, nor as a positive), ``"floor"``
+            gives the row's gold passages at least ``gold_floor`` of the target together,
+            ``"none"`` uses the teacher's target as it is.
+        gold_floor: the ``"floor"`` rule's share.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    tau_t: float = Field(default=1.0, gt=0, allow_inf_nan=False)
+    tau_t: float = Field(default=0.1, gt=0, allow_inf_nan=False, description="teacher temperature of the target softmax")
     normalize: Literal["none", "zscore"] = "none"
     harmful_floor: float | None = Field(default=None, allow_inf_nan=False)
     top_m: int | None = Field(default=None, ge=1)
+    confidence: Literal["none", "skip", "weight", "soften"] = Field(
+        "weight", description="queries whose best passage helps less than confident_utility: weight | soften | skip | none")
+    confident_utility: float = Field(1.0, gt=0, allow_inf_nan=False, description="nats per answer token at which a query is fully trusted")
+    gold: Literal["mask", "floor", "none"] = Field("mask", description="gold passages the teacher finds useless: mask | floor | none")
+    gold_floor: float = Field(0.5, gt=0, le=1, description="the floor rule: share of the target the row's gold passages get at least")
 
 
 def stable_softmax(logits: np.ndarray) -> np.ndarray:
@@ -256,6 +275,96 @@ def build_targets(
         if query_id not in pools_order:
             skipped.add("no pool", query_id)
     return targets, skipped
+
+
+# ---- one training row ------------------------------------------------------------------------
+
+MASKED = -1.0
+"""A row entry that leaves its passage out of the query's softmax (``uae.losses.MASKED``)."""
+
+
+@dataclass(frozen=True)
+class RowTarget:
+    """The label row of one training query, or why there is none.
+
+    Attributes:
+        values: target mass per row passage (summing to ``weight``), :data:`MASKED` for passages
+            left out of the softmax; ``None`` when the query is skipped.
+        skip: why the query is skipped (``None`` when it is not).
+        weight: the query's loss weight in ``(0, 1]``.
+        softened: the confidence rule raised the query's temperature.
+        masked: gold passages left out of the softmax by the ``"mask"`` rule.
+        floored: the ``"floor"`` rule raised the gold passages' share.
+    """
+
+    values: np.ndarray | None
+    skip: str | None = None
+    weight: float = 1.0
+    softened: bool = False
+    masked: int = 0
+    floored: bool = False
+
+
+def confidence_temperature(best: float, config: TargetConfig) -> float:
+    """``tau_t``, raised for a query whose best passage helps less than ``confident_utility`` (``"soften"``)."""
+    if config.confidence != "soften" or best >= config.confident_utility:
+        return config.tau_t
+    return config.tau_t * config.confident_utility / best
+
+
+def row_target(utilities: Sequence[float], gold: Sequence[bool] | None, config: TargetConfig) -> RowTarget:
+    """The training label of one query: its target over the row, the confidence rule, the gold rule.
+
+    Args:
+        utilities: the utility of each row passage, in row order.
+        gold: which row passages are marked as evidence; ``None`` when no evidence labels are
+            used (then the gold rule does nothing).
+        config: the target options.
+
+    Returns:
+        A :class:`RowTarget`; its ``values`` are ready for the ``"distribution"`` losses.
+    """
+    values = np.asarray(utilities, dtype=np.float64)
+    best = float(values.max()) if values.size else 0.0
+    if config.confidence != "none" and best <= 0:
+        return RowTarget(None, "no passage helps the teacher (best utility <= 0)")
+    if config.confidence == "skip" and best < config.confident_utility:
+        return RowTarget(None, f"low confidence (best utility < {config.confident_utility})")
+    tau = confidence_temperature(best, config)
+    target = target_distribution(values, config.model_copy(update={"tau_t": tau}))
+    if target is None:
+        return RowTarget(None, "constant utilities")
+    weight = min(1.0, best / config.confident_utility) if config.confidence == "weight" else 1.0
+    masked, floored = 0, False
+    if gold is not None and any(gold) and config.gold != "none":
+        flags = np.asarray(gold, dtype=bool)
+        if config.gold == "mask":
+            target, masked = _mask_useless_gold(target, flags)
+            if target is None:
+                return RowTarget(None, "no target left once useless gold passages are masked")
+        else:
+            target, floored = _floor_gold(target, flags, config.gold_floor)
+    return RowTarget(np.where(target == MASKED, MASKED, target * weight), None, weight, tau != config.tau_t, masked, floored)
+
+
+def _mask_useless_gold(target: np.ndarray, gold: np.ndarray) -> tuple[np.ndarray | None, int]:
+    """Mask gold passages whose target is below the uniform share; renormalise the rest."""
+    useless = gold & (target < 1.0 / target.size)
+    if not useless.any():
+        return target, 0
+    kept = np.where(useless, 0.0, target)
+    if kept.sum() <= 0:
+        return None, int(useless.sum())
+    return np.where(useless, MASKED, kept / kept.sum()), int(useless.sum())
+
+
+def _floor_gold(target: np.ndarray, gold: np.ndarray, share: float) -> tuple[np.ndarray, bool]:
+    """Raise the gold passages' total to ``share`` (the deficit spread evenly over them), scaling the others down."""
+    total = float(target[gold].sum())
+    if total >= share:
+        return target, False
+    raised = np.where(gold, target + (share - total) / gold.sum(), target * (1.0 - share) / (1.0 - total))
+    return raised, True
 
 
 # ---- several teachers ------------------------------------------------------------------------

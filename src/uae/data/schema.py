@@ -135,15 +135,24 @@ class Dataset:
             raise KeyError(f"dataset {self.name!r} has no split {split!r}; has {sorted(self.qrels)}")
         return [self.queries[qid] for qid in self.qrels[split]]
 
-    def usable_queries(self, split: str) -> tuple[list[Query], SkipReport]:
-        """Queries of ``split`` that have an answer and a relevant passage, and a count of the rest."""
+    def usable_queries(self, split: str, evidence: bool = True) -> tuple[list[Query], SkipReport]:
+        """Queries of ``split`` that have an answer and (with ``evidence``) a relevant passage, and a count of the rest."""
         skipped = SkipReport()
         usable = []
         for query in self.split_queries(split):
             if not any(a.strip() for a in query.answers):
                 skipped.add("no gold answer", query.id)
-            elif not any(grade > 0 for grade in self.qrels[split][query.id].values()):
+            elif evidence and not any(grade > 0 for grade in self.qrels[split][query.id].values()):
                 skipped.add("no relevant passage", query.id)
             else:
                 usable.append(query)
         return usable, skipped
+
+    def without_evidence(self) -> Dataset:
+        """This dataset with every relevance judgement removed; which queries belong to which split is kept.
+
+        What a team that has questions and answers but no evidence labels would hand over: the
+        training stages of ``uae run`` with ``evidence: false`` see only this.
+        """
+        qrels = {split: {qid: {} for qid in judged} for split, judged in self.qrels.items()}
+        return Dataset(self.name, self.corpus, self.queries, qrels)

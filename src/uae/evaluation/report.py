@@ -238,6 +238,29 @@ def _plot_markdown(caption: str, png: Path, out_dir: Path) -> str:
     return f"### {caption}\n\n![{caption}]({relative})"
 
 
+def plot_dev_curve(outcome, path: str | os.PathLike) -> Path:
+    """Dev metrics of the student against training steps, the base encoder's as dashed lines.
+
+    Args:
+        outcome: a :class:`uae.selection.SelectionOutcome` (its history, base scores, best step).
+        path: PNG to write.
+    """
+    fig, ax = _figure(width=7.0)
+    names = [m for m in outcome.base if any(m in h for h in outcome.history)]
+    colors = {name: f"C{i}" for i, name in enumerate(names)}
+    for name in names:
+        steps = [h["step"] for h in outcome.history if name in h]
+        ax.plot(steps, [h[name] for h in outcome.history if name in h], marker="o", color=colors[name], label=name)
+        ax.axhline(outcome.base[name], color=colors[name], linestyle="--", linewidth=1)
+    if outcome.best_step is not None:
+        ax.axvline(outcome.best_step, color="grey", linestyle=":", label=f"kept: step {outcome.best_step}")
+    ax.set_xlabel("step")
+    ax.set_ylabel("dev score (dashed: base encoder)")
+    ax.set_title(f"Model selection on {outcome.dev_questions} dev questions ({outcome.metric}); shipped: {outcome.shipped}")
+    ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize="small")
+    return _save(fig, path)
+
+
 def _curve(history: LogHistory, key: str) -> tuple[list[float], list[float]]:
     points = [(e["step"], e[key]) for e in history if key in e and "step" in e]
     return [p[0] for p in points], [p[1] for p in points]
