@@ -182,6 +182,16 @@ def test_oracle_keeps_first_stage_order_for_a_query_without_answers() -> None:
         reranker.rank(QUESTION, ["paris"])
 
 
+def test_oracle_leaves_out_answers_without_word_tokens() -> None:
+    corpus = _corpus({"a": "paris", "b": "bananas"})
+    reranker = OracleReranker(DirichletTeacher())
+    [ranked] = reranker.rerank([Query("q", QUESTION, ("%", "paris"))], [[Hit("b", 2), Hit("a", 1)]], corpus, depth=2)
+    [alone] = OracleReranker(DirichletTeacher()).rerank([Query("q", QUESTION, ("paris",))], [[Hit("b", 2), Hit("a", 1)]], corpus, depth=2)
+    assert ranked == alone and [h.passage_id for h in ranked] == ["a", "b"]
+    [kept] = reranker.rerank([Query("q", QUESTION, ("!!", " "))], [[Hit("b", 2), Hit("a", 1)]], corpus, depth=2)
+    assert [h.passage_id for h in kept] == ["b", "a"] and reranker.repairs == {"no_usable_gold_answer": 1}
+
+
 # ---- RankGPT: parser --------------------------------------------------------------------------
 
 
