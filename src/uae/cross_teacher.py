@@ -350,10 +350,10 @@ class PooledJudgement:
         return sum(len(row) for row in self.utilities.values())
 
     def summary(self) -> dict:
-        """Depth, judged queries and passages, per-system contributions and skips, for reports and JSON."""
+        """Depth, judged queries and passages, per-system contributions, skips and labeling time, for reports and JSON."""
         return {"depth": self.depth, "queries": len(self.utilities), "judged": self.judged,
                 "contributions": {s: c.to_dict() for s, c in self.contributions.items()},
-                "skipped": self.skipped.to_dict(), "no_positive": self.no_positive.total}
+                "skipped": self.skipped.to_dict(), "no_positive": self.no_positive.total, "seconds": round(self.labeling.seconds, 3)}
 
 
 def judge_pooled_runs(runs: Runs, queries: Sequence[Query], corpus: Corpus, teacher: Teacher, out_dir: str | os.PathLike,
