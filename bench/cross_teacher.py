@@ -3,16 +3,20 @@
 For every teacher given, a student (the base encoder fine-tuned with UM-InfoNCE on that teacher's
 utility targets) is trained on the same SQuAD questions and pools; one more student learns from
 all teachers at once (``--mix``: ``mean_distribution`` or ``mean_zscore`` of their utilities,
-equal weights), and two references stand beside them: the base encoder zero-shot and the encoder
-fine-tuned with plain InfoNCE on the human gold paragraph. Every student is then scored on
-held-out test questions (other SQuAD articles) against every teacher's judgement:
+equal weights), and three references stand beside them: BM25, the base encoder zero-shot and the
+encoder fine-tuned with plain InfoNCE on the human gold paragraph. Every system is then scored on
+held-out test questions (other SQuAD articles) against every teacher's judgement, pooled as TREC
+does (``uae.cross_teacher.judge_pooled_runs``): per test question, the union of every system's
+top-``--pool-depth`` passages (default 10, the deepest cut-off measured, so no system's top 10
+holds an unjudged passage) is labelled by the judging teacher, and the report says how many
+judged passages each system contributed and how many only it did. On those judgements:
 
 - nDCG@10 on graded qrels built from that teacher's utilities (``uae.cross_teacher.graded_qrels``:
-  within-query quantiles of the positive utilities, grades 0..3), dense retrieval over the whole
+  within-query quantiles of the positive utilities, grades 0..3), retrieval over the whole
   corpus; ``*``: paired t-test p < 0.05 against the base encoder on the same queries;
 - utility nDCG@10 (gains = the teacher's positive utilities themselves);
-- Kendall's tau-b between the student's cosine scores and the teacher's utilities over each test
-  query's pool;
+- Kendall's tau-b between each system's scores (cosine; BM25 score) and the teacher's utilities
+  over each test query's judged pool;
 
 and against human evidence (nDCG@10 and Recall@1 on the gold paragraph). The diagonal (judged by
 its own teacher) against the off-diagonal (judged by a held-out teacher) is the test.
@@ -27,10 +31,12 @@ Hugging Face cache, the real test is (two model families as teachers)::
         --teachers hf:Qwen/Qwen2.5-1.5B-Instruct,hf:meta-llama/Llama-3.2-1B-Instruct \\
         --articles 24 --train-questions 2000 --test-questions 500 --pool-size 16 --steps 300 --batch-size 16
 
-Data: SQuAD v1.1 dev, first half (``/work/shared/data/squad/squad-v1.1-dev-part1.json``, 24
-articles), split by article into train and test; ``--articles`` keeps the first N articles
-(sorted by title) as the corpus. Work is saved under ``--work`` in a folder named by the settings'
-hash (pools, labels, models), so a rerun with the same settings resumes.
+Data: SQuAD v1.1 dev, first half (``squad/squad-v1.1-dev-part1.json`` under the shared data beside
+the checkout, ``bench/common.py``'s ``SHARED_DATA``; 24 articles), split by article into train and
+test; ``--articles`` keeps the first N articles (sorted by title) as the corpus. Only the training
+questions' mined pools are labelled for training; the test questions are judged on the pooled runs.
+Work is saved under ``--work`` in a folder named by the settings' hash (pools, labels, models,
+judgements), so a rerun with the same settings resumes.
 
     python bench/cross_teacher.py --quick
 """
@@ -38,13 +44,10 @@ hash (pools, labels, models), so a rerun with the same settings resumes.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import hashlib
 import json
 import os
-import platform
 import random
-import shlex
 import sys
 import time
 from dataclasses import dataclass, field
@@ -54,8 +57,14 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-ROOT = Path(__file__).resolve().parents[1]
-SQUAD = Path("/work/shared/data/squad/squad-v1.1-dev-part1.json")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import ROOT, SHARED_DATA, append_benchmarks, command_line, describe_machine, machine, section_heading  # noqa: E402
+
+from uae.cross_teacher import DEFAULT_POOL_DEPTH  # noqa: E402
+
+SQUAD = SHARED_DATA / "squad" / "squad-v1.1-dev-part1.json"
+RUN_DEPTH = 100
+"""Passages per query in the runs the metrics read."""
 TINY_MODELS = ("tiny-gpt2", "tiny-llama")
 REUSED: list[str] = []
 """What this run took from an earlier run with the same settings (said in the report: wall time excludes it)."""
@@ -86,6 +95,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--tau-t", type=float, default=1.0, help="teacher temperature (utilities z-normalised per query)")
     parser.add_argument("--base-model", default="minilm")
     parser.add_argument("--grades", type=int, default=3, help="G of the graded qrels")
+    parser.add_argument("--pool-depth", type=int, default=DEFAULT_POOL_DEPTH,
+                        help="each system's top-k that the judging teachers label (TREC pooling)")
     parser.add_argument("--seed", type=int, default=13)
     parser.add_argument("--work", type=Path, default=ROOT / "runs" / "bench_cross_teacher")
     parser.add_argument("--no-write", action="store_true", help="do not append to BENCHMARKS.md")
@@ -96,20 +107,9 @@ def parse_args() -> argparse.Namespace:
     args.teacher_specs = [t.strip() for t in args.teachers.split(",") if t.strip()]
     if len(args.teacher_specs) < 2:
         parser.error("the cross-teacher test needs at least two teachers")
+    if args.pool_depth < 1:
+        parser.error("--pool-depth must be at least 1")
     return args
-
-
-def machine() -> dict:
-    import torch
-
-    cpu = platform.processor() or "unknown"
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    return {"cores": os.cpu_count(), "cpu": cpu, "gpu": gpu, "torch": torch.__version__, "python": platform.python_version(),
-            "load_average": os.getloadavg()}
 
 
 def settings_key(args: argparse.Namespace) -> str:
@@ -186,36 +186,47 @@ def build_setup(args: argparse.Namespace) -> Setup:
 
 
 def mine(setup: Setup, args: argparse.Namespace, work: Path):
+    """Pools of the training questions (BM25 + the base encoder, RRF, gold kept): what the teachers label for training."""
     from uae.data.tables import read_pools, write_pools
     from uae.mining import mine_pools
     from uae.retriever import Retriever
 
-    path = work / "pools.parquet"
+    path = work / "train-pools.parquet"
     if path.is_file():
         REUSED.append("pools")
         return read_pools(path)
     retriever = Retriever.build(args.base_model, setup.dataset.corpus, args.eval_seq_length, progress=False)
-    pools = mine_pools(setup.dataset, setup.train + setup.test, retriever, args.pool_size, 50, True, progress=False)
+    pools = mine_pools(setup.dataset, setup.train, retriever, args.pool_size, 50, True, progress=False)
     write_pools(pools, path)
     return pools
 
 
-def label(setup: Setup, pools, args: argparse.Namespace, work: Path) -> tuple[dict, dict]:
-    """``({teacher: utilities}, {teacher: seconds})``, labels saved per teacher (resumable)."""
-    from uae.labeling import label_pools, read_labels
-    from uae.targets import utilities_from_nlls
+def resolve_teacher(spec: str, work: Path):
+    """The teacher a spec names; a tiny random LM is built under ``work`` first."""
     from uae.teachers import load_teacher
+
+    return load_teacher(f"hf:{build_tiny_lm(spec, work / spec)}" if spec in TINY_MODELS else spec)
+
+
+def folder_name(spec: str) -> str:
+    return spec.replace("/", "_").replace(":", "_")
+
+
+def label(setup: Setup, pools, args: argparse.Namespace, work: Path) -> tuple[dict, dict]:
+    """``({teacher: utilities of the training pools}, {teacher: seconds})``, labels saved per teacher (resumable)."""
+    from uae.cross_teacher import utilities_from_labels
+    from uae.labeling import label_pools
 
     utilities, seconds = {}, {}
     for spec in args.teacher_specs:
-        resolved = f"hf:{build_tiny_lm(spec, work / spec)}" if spec in TINY_MODELS else spec
-        folder = work / "labels" / spec.replace("/", "_").replace(":", "_")
+        folder = work / "train-labels" / folder_name(spec)
         started = time.perf_counter()
-        summary = label_pools(setup.train + setup.test, pools, setup.dataset.corpus, load_teacher(resolved), folder, 64, progress=False)
+        summary = label_pools(setup.train, pools, setup.dataset.corpus, resolve_teacher(spec, work), folder, 64, progress=False)
         seconds[spec] = time.perf_counter() - started
         if summary.parts_reused:
-            REUSED.append(f"labels of {spec} ({summary.parts_reused} parts)")
-        utilities[spec], skipped = utilities_from_nlls(read_labels(folder), "mean")
+            REUSED.append(f"training labels of {spec} ({summary.parts_reused} parts)")
+        utilities[spec], skipped = utilities_from_labels(folder, "mean")
+        skipped.merge(summary.skipped)
         print(f"  labels {spec}: {summary.pairs} pairs, {summary.truncated} truncated, {seconds[spec]:.0f} s, skipped {skipped.to_dict()}")
     return utilities, seconds
 
@@ -255,69 +266,121 @@ def _train(setup: Setup, pools, kind: str, utilities, targets, loss: str, args: 
     return str(out)
 
 
-def evaluate_students(setup: Setup, pools, utilities: dict, students: dict[str, str], args: argparse.Namespace) -> dict:
-    """Runs and pool scores of every student, then every measure against every judge."""
+def system_scores(setup: Setup, students: dict[str, str], args: argparse.Namespace) -> dict[str, dict]:
+    """``{system: {query_id: {passage_id: score}}}`` over the whole corpus: BM25 and every student (cosine)."""
+    from uae.bm25 import BM25Index
     from uae.cross_teacher import student_scores
 
-    pool_ids = {q.id: [c.passage_id for c in pools[q.id]] for q in setup.test}
-    runs, scores = {}, {}
+    corpus = setup.dataset.corpus
+    hits = BM25Index(corpus).search([q.text for q in setup.test], len(corpus), [q.doc_id for q in setup.test])
+    scores = {"bm25": {q.id: {h.passage_id: h.score for h in query_hits} for q, query_hits in zip(setup.test, hits)}}
     for name, path in students.items():
-        runs[name], scores[name] = student_scores(path, setup.test, setup.dataset.corpus, pool_ids, 100, max_seq_length=args.eval_seq_length)
-    return measure(setup, utilities, runs, scores, args)
+        scores[name] = student_scores(path, setup.test, corpus, {}, len(corpus), max_seq_length=args.eval_seq_length)[0]
+    return scores
 
 
-def measure(setup: Setup, utilities: dict, runs: dict, scores: dict, args: argparse.Namespace) -> dict:
-    from uae.cross_teacher import graded_qrels, mean, pool_kendall_tau, teacher_agreement, utility_ndcg
+def top(scores: dict, depth: int) -> dict:
+    """Each query's ``depth`` best passages of a whole-corpus score table (the run the metrics read)."""
+    from uae.evaluation import rank_passages
+
+    return {qid: {pid: row[pid] for pid in rank_passages(row)[:depth]} for qid, row in scores.items()}
+
+
+def judge(setup: Setup, runs: dict, args: argparse.Namespace, work: Path) -> dict:
+    """``{teacher: PooledJudgement}``: every teacher labels the union of every system's top-``pool_depth``."""
+    from uae.cross_teacher import judge_pooled_runs, pooled_judgements
+
+    pools = pooled_judgements(runs, args.pool_depth)
+    digest = hashlib.sha256(json.dumps({q.id: [c.passage_id for c in pools.get(q.id, [])] for q in setup.test}).encode()).hexdigest()[:10]
+    judgements = {}
+    for spec in args.teacher_specs:
+        folder = work / "judged" / f"{folder_name(spec)}-depth{args.pool_depth}-{digest}"
+        judgements[spec] = judge_pooled_runs(runs, setup.test, setup.dataset.corpus, resolve_teacher(spec, work), folder,
+                                             args.pool_depth, args.grades)
+        summary = judgements[spec].labeling
+        if summary.parts_reused:
+            REUSED.append(f"judgements of {spec} ({summary.parts_reused} parts)")
+        print(f"  judged by {spec}: {judgements[spec].judged} pooled passages of {len(judgements[spec].utilities)} queries, "
+              f"{summary.seconds:.0f} s, skipped {judgements[spec].skipped.to_dict()}")
+    return judgements
+
+
+def measure(setup: Setup, judgements: dict, runs: dict, scores: dict, args: argparse.Namespace) -> dict:
+    """Every measure of every system against every judge and against human evidence."""
+    from uae.cross_teacher import mean, pool_kendall_tau, teacher_agreement, utility_ndcg
     from uae.evaluation import compare, evaluate
 
-    test_ids = {q.id for q in setup.test}
-    human = {qid: setup.dataset.qrels["test"][qid] for qid in test_ids}
-    result = {"human": evaluate(human, runs, ["ndcg@10", "recall@1"]), "judges": {}, "agreement": {}, "top1_gold": {}}
-    for judge, table in utilities.items():
-        held = {qid: row for qid, row in table.items() if qid in test_ids}
-        qrels, empty = graded_qrels(held, args.grades)
-        comparison = compare(qrels, runs, baseline="base", metrics=["ndcg@10", "mrr"])
-        result["judges"][judge] = {
+    human = {q.id: setup.dataset.qrels["test"][q.id] for q in setup.test}
+    result = {"depth": args.pool_depth, "human": evaluate(human, runs, ["ndcg@10", "recall@1"]), "judges": {}, "agreement": {},
+              "top1_gold": {}}
+    for name, judgement in judgements.items():
+        held = judgement.utilities
+        comparison = compare(judgement.qrels, runs, baseline="base", metrics=["ndcg@10", "mrr"])
+        result["judges"][name] = {
             "queries": comparison.n_queries,
-            "no_positive": empty.total,
+            "no_positive": judgement.no_positive.total,
+            "pool": judgement.summary(),
             "ndcg": {s: comparison.results[s]["ndcg@10"] for s in runs},
             "utility_ndcg": {s: mean(utility_ndcg(run, held, 10)) for s, run in runs.items()},
             "tau": {s: mean(pool_kendall_tau(scores[s], held)[0]) for s in runs},
         }
-        result["top1_gold"][judge] = mean([float(human[q].get(max(row, key=row.get), 0) > 0) for q, row in held.items()])
-        result["agreement"][judge] = {other: mean(teacher_agreement(held, {q: r for q, r in utilities[other].items() if q in test_ids})[0])
-                                      for other in utilities}
+        result["top1_gold"][name] = mean([float(human[q].get(max(row, key=row.get), 0) > 0) for q, row in held.items()])
+        result["agreement"][name] = {other: mean(teacher_agreement(held, judgements[other].utilities)[0]) for other in judgements}
     return result
+
+
+def evaluate_systems(setup: Setup, students: dict[str, str], args: argparse.Namespace, work: Path) -> dict:
+    """Score every system, judge the pooled runs with every teacher, measure."""
+    scores = system_scores(setup, students, args)
+    runs = {name: top(table, RUN_DEPTH) for name, table in scores.items()}
+    return measure(setup, judge(setup, runs, args, work), runs, scores, args)
 
 
 # ---- the report ------------------------------------------------------------------------------
 
 
-def tables(result: dict, students: list[str], teachers: list[str]) -> list[str]:
-    def cell(r) -> str:
-        return f"{r.mean:.4f}{'*' if r.significant else ''}"
+def cell(result) -> str:
+    return f"{result.mean:.4f}{'*' if result.significant else ''}"
 
-    head = "| student (trained on) | " + " | ".join(f"judged by {t}" for t in teachers)
-    lines = ["**nDCG@10 on graded qrels from each teacher's utilities** (dense retrieval over the whole corpus; "
-             "`*`: paired t-test p < 0.05 against `base`), and against human evidence:", "",
+
+def tables(result: dict, systems: list[str], teachers: list[str]) -> list[str]:
+    head = "| system (trained on) | " + " | ".join(f"judged by {t}" for t in teachers)
+    lines = [f"**nDCG@10 on graded qrels from each teacher's utilities over the pooled top-{result['depth']} of every system** "
+             "(retrieval over the whole corpus; `*`: paired t-test p < 0.05 against `base`), and against human evidence:", "",
              head + " | human nDCG@10 | human R@1 |", "|---" * (len(teachers) + 3) + "|"]
-    for s in students:
+    for s in systems:
         row = " | ".join(cell(result["judges"][t]["ndcg"][s]) for t in teachers)
         lines.append(f"| {s} | {row} | {result['human'][s]['ndcg@10']:.4f} | {result['human'][s]['recall@1']:.4f} |")
     counts = ", ".join(f"{t}: {result['judges'][t]['queries']} ({result['judges'][t]['no_positive']} without a helpful passage)"
                        for t in teachers)
     lines += ["", f"Test queries judged per teacher: {counts}.", ""]
-    for key, title in (("tau", "Kendall tau-b between student cosine and teacher utility over each test pool (mean over queries)"),
-                       ("utility_ndcg", "utility nDCG@10 (gains = the teacher's positive utilities)")):
+    lines += pool_table(result, systems, teachers)
+    for key, title in (("tau", "Kendall tau-b between each system's score and the teacher's utility over each judged pool "
+                               "(mean over queries)"),
+                       ("utility_ndcg", "utility nDCG@10 (gains = the teacher's positive utilities over the judged pool)")):
         lines += [f"**{title}:**", "", head + " |", "|---" * (len(teachers) + 1) + "|"]
-        lines += [f"| {s} | " + " | ".join(f"{result['judges'][t][key][s]:.4f}" for t in teachers) + " |" for s in students]
+        lines += [f"| {s} | " + " | ".join(f"{result['judges'][t][key][s]:.4f}" for t in teachers) + " |" for s in systems]
         lines.append("")
-    lines += ["**Teachers against each other and against humans** (Kendall tau-b between utilities over the test pools; "
-              "top-1 = gold: share of test queries whose highest-utility passage is the human gold paragraph):", "",
+    lines += ["**Teachers against each other and against humans** (Kendall tau-b between utilities over the judged pools; "
+              "top-1 = gold: share of test queries whose highest-utility judged passage is the human gold paragraph):", "",
               "| teacher | " + " | ".join(teachers) + " | top-1 = gold |", "|---" * (len(teachers) + 2) + "|"]
     lines += [f"| {t} | " + " | ".join(f"{result['agreement'][t][o]:.3f}" for o in teachers) + f" | {result['top1_gold'][t]:.3f} |"
               for t in teachers]
     return lines
+
+
+def pool_table(result: dict, systems: list[str], teachers: list[str]) -> list[str]:
+    """The judged pool: depth, size, and per system the judged passages it contributed (and only it)."""
+    pools = {t: result["judges"][t]["pool"] for t in teachers}
+    sizes = ", ".join(f"{t}: {p['judged']} passages of {p['queries']} queries" for t, p in pools.items())
+    lines = [f"**Judged pool** (TREC pooling: the union of every system's top-{result['depth']} per test query, labelled by "
+             f"each teacher; {sizes}). Contributed: judged passages in the system's top-{result['depth']}; unique: those in no "
+             "other system's:", "",
+             "| system | " + " | ".join(f"{t}: contributed | unique" for t in teachers) + " |", "|---" * (2 * len(teachers) + 1) + "|"]
+    for s in systems:
+        cells = " | ".join(f"{pools[t]['contributions'][s]['contributed']} | {pools[t]['contributions'][s]['unique']}" for t in teachers)
+        lines.append(f"| {s} | {cells} |")
+    return lines + [""]
 
 
 def headline(result: dict, teachers: list[str], students: list[str]) -> str:
@@ -325,22 +388,22 @@ def headline(result: dict, teachers: list[str], students: list[str]) -> str:
     held = [result["judges"][b]["ndcg"][f"on {a}"].mean for a in teachers for b in teachers if a != b]
     base = [result["judges"][t]["ndcg"]["base"].mean for t in teachers]
     mix = [s for s in students if s.startswith("mix")]
-    parts = [f"teacher-judged nDCG@10 own-teacher {sum(own) / len(own):.4f}, held-out-teacher {sum(held) / len(held):.4f}, "
-             f"base {sum(base) / len(base):.4f}"]
+    parts = [f"teacher-judged nDCG@10 (pool depth {result['depth']}) own-teacher {sum(own) / len(own):.4f}, "
+             f"held-out-teacher {sum(held) / len(held):.4f}, base {sum(base) / len(base):.4f}"]
     if mix:
         parts.append(f"mix {sum(result['judges'][t]['ndcg'][mix[0]].mean for t in teachers) / len(teachers):.4f}")
     parts.append("human nDCG@10 " + ", ".join(f"{s} {result['human'][s]['ndcg@10']:.4f}" for s in students))
     return "; ".join(parts)
 
 
-def report(args, command: str, info: dict, setup: Setup, label_seconds: dict, result: dict, students: list[str], seconds: float) -> str:
+def report(args, command: str, info: dict, setup: Setup, label_seconds: dict, result: dict, systems: list[str], seconds: float) -> str:
     teachers = args.teacher_specs
     offline = all(t.startswith("dirichlet") or t in TINY_MODELS for t in teachers)
+    judge_seconds = {t: result["judges"][t]["pool"]["seconds"] for t in teachers}
     lines = [
-        f"\n## Cross-teacher test (bench/cross_teacher.py{' --quick' if args.quick else ''}), {dt.date.today().isoformat()}\n",
+        "\n" + section_heading("Cross-teacher test (bench/cross_teacher.py)", args.quick) + "\n",
         f"Command: `{command}`  ",
-        f"Machine: {info['cores']} CPU cores ({info['cpu']}), {info['gpu']}, torch {info['torch']}; shared with other "
-        f"engineers' jobs (load average {info['load_average'][0]:.1f} at the start). Wall time {seconds:.0f} s"
+        f"Machine: {describe_machine(info)}. Wall time {seconds:.0f} s"
         + (f", resuming an earlier run of the same settings (reused: {'; '.join(REUSED)}).  " if REUSED else ", every stage run afresh.  "),
         "Teachers: " + "; ".join(teacher_label(t) for t in teachers) + ".  ",
     ]
@@ -351,13 +414,17 @@ def report(args, command: str, info: dict, setup: Setup, label_seconds: dict, re
     n_passages = len(setup.dataset.corpus)
     lines += [
         f"Data: SQuAD v1.1 dev part 1, first {args.articles} articles ({n_passages} paragraphs = the corpus), split by article; "
-        f"{len(setup.train)} train and {len(setup.test)} test questions (sampled, seed {args.seed}). Pools: {args.pool_size} "
+        f"{len(setup.train)} train and {len(setup.test)} test questions (sampled, seed {args.seed}). Training pools: {args.pool_size} "
         f"passages per question (BM25 + `{args.base_model}`, RRF, gold kept). Students: `{args.base_model}` + UM-InfoNCE "
         f"(z-normalised utilities, tau_t {args.tau_t}, tau_s 0.05), {args.steps} steps of {args.batch_size} questions, "
-        f"max_seq_length {args.max_seq_length} in training, {args.eval_seq_length} for every model in mining and evaluation; `infonce_gold`: plain InfoNCE on the gold paragraph, same steps; `mix`: "
-        f"{args.mix} of all teachers, equal weights. Graded qrels: within-query quantiles, grades 0..{args.grades}.  ",
-        "Labeling time: " + ", ".join(f"{t} {s:.0f} s" for t, s in label_seconds.items()) + ".\n",
-        *tables(result, students, teachers),
+        f"max_seq_length {args.max_seq_length} in training, {args.eval_seq_length} for every model in mining and evaluation; "
+        f"`infonce_gold`: plain InfoNCE on the gold paragraph, same steps; `mix`: {args.mix} of all teachers, equal weights. "
+        f"Judging: each teacher labels the union of every system's top-{args.pool_depth} per test question (pool depth "
+        f"{args.pool_depth}: the deepest cut-off measured, so no system's top 10 holds an unjudged passage); graded qrels: "
+        f"within-query quantiles, grades 0..{args.grades}.  ",
+        "Labeling time (training pools): " + ", ".join(f"{t} {s:.0f} s" for t, s in label_seconds.items())
+        + "; judging time (pooled test runs): " + ", ".join(f"{t} {s:.0f} s" for t, s in judge_seconds.items()) + ".\n",
+        *tables(result, systems, teachers),
         "",
         "Real test with two LLM families (GPU; models in the Hugging Face cache), not run here:  ",
         "`python bench/cross_teacher.py --teachers hf:Qwen/Qwen2.5-1.5B-Instruct,hf:meta-llama/Llama-3.2-1B-Instruct "
@@ -368,11 +435,10 @@ def report(args, command: str, info: dict, setup: Setup, label_seconds: dict, re
 
 def main() -> None:
     args = parse_args()
-    command = "python " + " ".join(shlex.quote(a) for a in [os.path.relpath(__file__, ROOT), *sys.argv[1:]])
+    command = command_line(__file__)
     info = machine()
     print(f"command: {command}")
-    print(f"machine: {info['cores']} cores ({info['cpu']}), {info['gpu']}, torch {info['torch']}, "
-          f"load average {info['load_average'][0]:.1f} (shared machine)")
+    print(f"machine: {describe_machine(info)}")
     if not args.data.is_file():
         print(f"RESULT: cross-teacher: skipped, {args.data} not found")
         return
@@ -389,18 +455,16 @@ def main() -> None:
     students = train_students(setup, pools, utilities, args, work)
     print(f"stage train: {time.perf_counter() - stage:.0f} s")
     stage = time.perf_counter()
-    result = evaluate_students(setup, pools, utilities, students, args)
-    print(f"stage evaluate: {time.perf_counter() - stage:.0f} s")
-    text = report(args, command, info, setup, label_seconds, result, list(students), time.perf_counter() - started)
+    result = evaluate_systems(setup, students, args, work)
+    print(f"stage judge and evaluate: {time.perf_counter() - stage:.0f} s")
+    systems = ["bm25", *students]
+    text = report(args, command, info, setup, label_seconds, result, systems, time.perf_counter() - started)
     print(text)
     if not args.no_write:
-        with open(ROOT / "BENCHMARKS.md", "a", encoding="utf-8") as handle:
-            if handle.tell() == 0:
-                handle.write("# Benchmarks\n\nWritten by the scripts under bench/; each section is one run.\n")
-            handle.write(text)
+        append_benchmarks(text)
     kind = "machinery test, offline teachers (not LLMs)" if all(t.startswith("dirichlet") or t in TINY_MODELS for t in args.teacher_specs) else "LLM teachers"
     print(f"RESULT: cross-teacher{' (quick)' if args.quick else ''} ({kind}; {', '.join(args.teacher_specs)}): "
-          + headline(result, args.teacher_specs, list(students)))
+          + headline(result, args.teacher_specs, systems))
 
 
 if __name__ == "__main__":

@@ -8,17 +8,24 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from uae.cross_teacher import (
+    PoolContribution,
     grade_query,
     graded_qrels,
+    judge_pooled_runs,
+    pool_contributions,
     pool_kendall_tau,
+    pooled_judgements,
     student_scores,
     teacher_agreement,
     utility_ndcg,
 )
 from uae.data.schema import Corpus, Passage, Query
 from uae.data.tables import NO_PASSAGE, NLLRecord, nll_records_to_table, write_table
+from uae.teachers import DirichletTeacher
 
 
 def test_quantile_grades_give_the_top_passage_the_highest_grade() -> None:
@@ -140,3 +147,95 @@ def test_graded_qrels_feed_ranx_ndcg(tmp_path: Path) -> None:
     dcg = 1 + 2 / np.log2(3) + 3 / np.log2(4)
     ideal = 3 + 2 / np.log2(3) + 1 / np.log2(4)
     assert ndcg == pytest.approx(dcg / ideal)
+
+
+# ---- pooled judgements (TREC pooling) ----------------------------------------------------------
+
+
+def _reference_top(ranked: dict[str, float], depth: int) -> list[str]:
+    """trec_eval's order written out: score descending, ties to the larger passage id."""
+    return [pid for pid, _ in sorted(ranked.items(), key=lambda item: (item[1], item[0]), reverse=True)][:depth]
+
+
+_RUNS = st.dictionaries(
+    st.sampled_from(["base", "bm25", "student", "gold"]),
+    st.dictionaries(st.sampled_from(["q1", "q2", "q3"]),
+                    st.dictionaries(st.sampled_from(list("abcdefgh")), st.integers(0, 3).map(float), max_size=8), max_size=3),
+    min_size=1, max_size=4)
+
+
+@settings(max_examples=200, deadline=None)
+@given(runs=_RUNS, depth=st.integers(1, 5))
+def test_the_pool_is_exactly_the_union_of_every_systems_top_k(runs, depth) -> None:
+    pools = pooled_judgements(runs, depth)
+    expected: dict[str, dict[str, int]] = {}
+    for run in runs.values():
+        for qid, ranked in run.items():
+            for pid in _reference_top(ranked, depth):
+                expected.setdefault(qid, {})[pid] = expected.setdefault(qid, {}).get(pid, 0) + 1
+    assert {qid: {c.passage_id: c.score for c in pool} for qid, pool in pools.items()} == expected
+    assert all(len(pool) == len({c.passage_id for c in pool}) and not any(c.is_gold for c in pool) for pool in pools.values())
+
+
+# base and bm25 tie nothing; the student ties a and d at 0.8, and the metrics rank d first (larger id)
+HAND_RUNS = {
+    "base": {"q1": {"a": 0.9, "b": 0.8, "c": 0.7}, "q2": {"x": 0.5, "y": 0.4}},
+    "bm25": {"q1": {"b": 5.0, "d": 4.0, "a": 1.0}, "q2": {"y": 2.0, "z": 1.0}},
+    "student": {"q1": {"e": 0.9, "a": 0.8, "d": 0.8}},
+}
+
+
+def test_pool_order_votes_and_contributions_of_a_hand_computed_example() -> None:
+    # top-2: base q1 {a, b}, q2 {x, y}; bm25 q1 {b, d}, q2 {y, z}; student q1 {e, d}
+    pools = pooled_judgements(HAND_RUNS, depth=2)
+    assert [(c.passage_id, c.score) for c in pools["q1"]] == [("a", 1), ("b", 2), ("e", 1), ("d", 2)]  # best rank, then system
+    assert [(c.passage_id, c.score) for c in pools["q2"]] == [("x", 1), ("y", 2), ("z", 1)]
+    assert pool_contributions(HAND_RUNS, depth=2) == {
+        "base": PoolContribution(contributed=4, unique=2),  # a and x only from base; b (bm25), y (bm25) shared
+        "bm25": PoolContribution(contributed=4, unique=1),  # z; b (base) and d (student) shared
+        "student": PoolContribution(contributed=2, unique=1),  # e
+    }
+    # the teacher judged only q1 (say q2 had no usable answer): counts cover what was judged
+    assert pool_contributions(HAND_RUNS, 2, judged={"q1": {"a": 0.1, "b": 0.0, "d": -1.0, "e": 2.0}}) == {
+        "base": PoolContribution(2, 1), "bm25": PoolContribution(2, 0), "student": PoolContribution(2, 1)}
+    assert {c.passage_id for c in pooled_judgements(HAND_RUNS, depth=1)["q1"]} == {"a", "b", "e"}
+    with pytest.raises(ValueError, match="pool depth"):
+        pooled_judgements(HAND_RUNS, depth=0)
+
+
+def test_a_system_that_finds_a_helpful_passage_outside_the_base_pool_gets_credit(tmp_path: Path) -> None:
+    from uae.evaluation import evaluate
+
+    distractors = {f"d{i}": f"the tower of the town is tall and old, part {i} of the story of the tower" for i in range(5)}
+    corpus = Corpus([Passage("h", "the tower was built in 1889 by gustave eiffel"),
+                     *(Passage(pid, text) for pid, text in distractors.items())])
+    query = Query("q", "when was the tower built?", ("1889",))
+    base = {"q": {"d0": 0.9, "d1": 0.8, "d2": 0.7, "h": 0.1}}  # the helpful passage is below the base's top-3
+    student = {"q": {"h": 0.9, "d0": 0.8, "d3": 0.7, "d1": 0.1}}
+    runs = {"base": base, "student": student}
+    judgement = judge_pooled_runs(runs, [query], corpus, DirichletTeacher(), tmp_path / "judged", depth=3)
+
+    assert [c.passage_id for c in judgement.pools["q"]] == ["d0", "h", "d1", "d2", "d3"]
+    assert judgement.qrels["q"]["h"] == 3 and judgement.utilities["q"]["h"] > 0  # judged and the most helpful
+    ndcg = evaluate(judgement.qrels, runs, ["ndcg@10"])
+    assert ndcg["student"]["ndcg@10"] == pytest.approx(1.0) and ndcg["base"]["ndcg@10"] == pytest.approx(1 / np.log2(5))
+    assert utility_ndcg(student, judgement.utilities)["q"] > utility_ndcg(base, judgement.utilities)["q"]
+    assert judgement.contributions == {"base": PoolContribution(3, 2), "student": PoolContribution(3, 2)}  # d1, d2; h, d3
+    assert judgement.summary()["judged"] == 5 and judgement.depth == 3
+
+    # judged on the base's pool only (as the mined test pool was), the student's find is unjudged: the query
+    # has no helpful passage at all and drops out of every measure, so the student gets no credit for h
+    base_only = judge_pooled_runs({"base": base}, [query], corpus, DirichletTeacher(), tmp_path / "base_only", depth=3)
+    assert "h" not in base_only.qrels["q"] and not any(base_only.qrels["q"].values())
+    assert base_only.no_positive.total == 1 and utility_ndcg(student, base_only.utilities) == {}
+
+
+def test_pooled_judging_counts_skipped_queries_and_refuses_bad_grading_before_labeling(tmp_path: Path) -> None:
+    corpus = Corpus([Passage(pid, f"passage {pid} says value {pid}") for pid in "abcdexyz"])
+    queries = [Query("q1", "what value?", ("a",)), Query("q2", "what value?", ("%",))]
+    judgement = judge_pooled_runs(HAND_RUNS, queries, corpus, DirichletTeacher(), tmp_path / "j", depth=2)
+    assert set(judgement.utilities) == {"q1"} and judgement.skipped.counts == {"no usable answer (none has a word token)": 1}
+    assert judgement.contributions["bm25"] == PoolContribution(2, 0)  # q2 was not judged, so its passages do not count
+    with pytest.raises(ValueError, match="increasing thresholds"):
+        judge_pooled_runs(HAND_RUNS, queries, corpus, DirichletTeacher(), tmp_path / "never", scheme="threshold")
+    assert not (tmp_path / "never").exists()

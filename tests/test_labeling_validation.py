@@ -43,6 +43,21 @@ def test_empty_answers_are_left_out_and_counted(tmp_path: Path) -> None:
     assert json.loads((tmp_path / "labeling_summary.json").read_text())["skipped"]["no gold answer"] == 1
 
 
+def test_answers_without_word_tokens_are_left_out_and_counted_naming_the_query(tmp_path: Path) -> None:
+    corpus, queries, pools = make_job(n_queries=4, pool_size=2)
+    queries[0] = Query("q000", queries[0].text, ("%",))  # no usable answer: the query is skipped
+    queries[1] = Query("q001", queries[1].text, ("!!", "value1", "?"))  # one usable answer: labelled, two counted
+    queries[2] = Query("q002", queries[2].text, ("", "%"))  # an empty and a word-less answer: skipped
+    summary = label_pools(queries, pools, corpus, DirichletTeacher(), tmp_path, progress=False)
+    assert summary.skipped.counts == {"no usable answer (none has a word token)": 2,
+                                      "answer without word tokens (others of the query kept)": 2}
+    assert summary.skipped.examples["no usable answer (none has a word token)"] == ["q000", "q002"]
+    assert summary.skipped.examples["answer without word tokens (others of the query kept)"] == ["q001#0", "q001#2"]
+    keys = {(r.query_id, r.passage_id, r.answer_index) for r in read_labels(tmp_path)}
+    assert keys == {("q001", pid, 1) for pid in (NO_PASSAGE, "p001", "p002")} | {("q003", pid, 0) for pid in (NO_PASSAGE, "p003", "p004")}
+    assert summary.queries == 2 and summary.pairs == 2 * 2
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [

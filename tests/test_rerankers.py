@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from uae.data.schema import Corpus, Passage, Query
-from uae.rerankers import Reranker, latency_summary, load_reranker, rerank_run
+from uae.rerankers import Reranker, latency_summary, load_reranker, rerank_run, strictly_decreasing
 from uae.rerankers.judge import JUDGE_TEMPLATES, JudgeReranker
 from uae.rerankers.oracle import OracleReranker
 from uae.rerankers.rankgpt import ParseStats, RankGPTReranker, parse_permutation, window_spans
@@ -100,6 +100,61 @@ def test_rerank_run_and_latency_summary() -> None:
     assert latency_summary([])["queries"] == 0
 
 
+class _Constant(Reranker):
+    """Scores every passage alike: a re-ranker with no opinion."""
+
+    name = "constant"
+
+    def rank(self, query: str, passages: list[str]) -> list[float]:
+        return [1.0] * len(passages)
+
+
+# q2's first stage ties x and y; the metrics rank y first (larger id first, as trec_eval), so that is its order
+TIED_FIRST_STAGE = {"q1": {"a": 0.9, "b": 0.8, "c": 0.7, "d": 0.6}, "q2": {"x": 0.5, "y": 0.5, "z": 0.4, "w": 0.3}}
+FIRST_STAGE_ORDER = {"q1": ["a", "b", "c", "d"], "q2": ["y", "x", "z", "w"]}
+GRADED = {"q1": {"a": 2, "c": 1}, "q2": {"x": 1, "y": 2, "w": 1}}
+
+
+@pytest.mark.parametrize("depth, keep_tail", [(4, True), (3, True), (3, False)])
+def test_tied_rerank_scores_keep_the_first_stage_order_through_the_metrics(depth: int, keep_tail: bool) -> None:
+    from uae.evaluation import evaluate, per_query, rank_passages
+
+    corpus = _corpus({pid: f"passage {pid}" for pid in "abcdwxyz"})
+    queries = [Query("q1", "q"), Query("q2", "q")]
+    run = rerank_run(_Constant(), queries, TIED_FIRST_STAGE, corpus, depth, keep_tail=keep_tail)
+    expected = {q: order if keep_tail else order[:depth] for q, order in FIRST_STAGE_ORDER.items()}
+    assert {q: rank_passages(run[q]) for q in run} == expected
+    first_stage = {q: {pid: float(len(order) - i) for i, pid in enumerate(order)} for q, order in expected.items()}
+    metrics = ["ndcg@10", "ndcg@3", "map", "mrr", "recall@1"]
+    assert evaluate(GRADED, {"reranked": run}, metrics)["reranked"] == evaluate(GRADED, {"first": first_stage}, metrics)["first"]
+    for metric in metrics:
+        assert per_query(GRADED, run, metric) == per_query(GRADED, first_stage, metric)
+
+
+def test_the_oracle_without_a_usable_answer_keeps_the_first_stage_order_through_the_metrics() -> None:
+    from uae.evaluation import per_query, rank_passages
+
+    corpus = _corpus({pid: f"passage {pid} about paris" for pid in "abcdwxyz"})
+    queries = [Query("q1", QUESTION), Query("q2", QUESTION, ("!!",))]
+    run = rerank_run(OracleReranker(DirichletTeacher()), queries, TIED_FIRST_STAGE, corpus, depth=4, keep_tail=False)
+    assert {q: rank_passages(run[q]) for q in run} == FIRST_STAGE_ORDER
+    assert per_query(GRADED, run, "ndcg@10") == per_query(GRADED, TIED_FIRST_STAGE, "ndcg@10")
+
+
+def test_strictly_decreasing_moves_only_tied_scores_and_only_by_float_steps() -> None:
+    hits = [Hit("a", 1.0), Hit("b", 1.0), Hit("c", 1.0), Hit("d", 0.5), Hit("e", 0.5), Hit("f", -2.0)]
+    adjusted = strictly_decreasing(hits)
+    assert [h.passage_id for h in adjusted] == list("abcdef")
+    scores = [h.score for h in adjusted]
+    assert all(upper > lower for upper, lower in zip(scores, scores[1:]))
+    assert scores[0] == 1.0 and scores[3] == 0.5 and scores[5] == -2.0  # untied scores are kept exactly
+    assert scores[1] == math.nextafter(1.0, 0.0) and scores[2] == math.nextafter(scores[1], 0.0)
+    assert scores[4] == math.nextafter(0.5, 0.0)
+    big = strictly_decreasing([Hit("a", 1e17), Hit("b", 1e17 - 1.0), Hit("c", 3.0)])  # 1e17 - 1 == 1e17 in floats
+    assert big[1].score < big[0].score and big[2].score == 3.0
+    assert strictly_decreasing([]) == []
+
+
 # ---- UPR --------------------------------------------------------------------------------------
 
 
@@ -180,6 +235,16 @@ def test_oracle_keeps_first_stage_order_for_a_query_without_answers() -> None:
     assert reranker.repairs == {"no_gold_answer": 1}
     with pytest.raises(ValueError, match="gold answers"):
         reranker.rank(QUESTION, ["paris"])
+
+
+def test_oracle_leaves_out_answers_without_word_tokens() -> None:
+    corpus = _corpus({"a": "paris", "b": "bananas"})
+    reranker = OracleReranker(DirichletTeacher())
+    [ranked] = reranker.rerank([Query("q", QUESTION, ("%", "paris"))], [[Hit("b", 2), Hit("a", 1)]], corpus, depth=2)
+    [alone] = OracleReranker(DirichletTeacher()).rerank([Query("q", QUESTION, ("paris",))], [[Hit("b", 2), Hit("a", 1)]], corpus, depth=2)
+    assert ranked == alone and [h.passage_id for h in ranked] == ["a", "b"]
+    [kept] = reranker.rerank([Query("q", QUESTION, ("!!", " "))], [[Hit("b", 2), Hit("a", 1)]], corpus, depth=2)
+    assert [h.passage_id for h in kept] == ["b", "a"] and reranker.repairs == {"no_usable_gold_answer": 1}
 
 
 # ---- RankGPT: parser --------------------------------------------------------------------------

@@ -18,6 +18,18 @@ teacher's labels into what evaluation consumes, and holds the measures of the te
 
   Queries without a positive utility stay in the qrels with grades 0 (evaluation leaves them
   out and counts them).
+- :func:`judge_pooled_runs`: what the teacher judges, pooled as TREC does. Judging only the
+  mined pools (BM25 + the base encoder) would score 0 for every helpful passage a student finds
+  outside them, which favours the base by construction. Instead the judged pool of a query is the
+  union of the top-``depth`` of *every* evaluated system (:func:`pooled_judgements`); the judging
+  teacher labels that union (:func:`uae.labeling.label_pools`), and the graded qrels, utility
+  nDCG and Kendall tau of every system are computed on those judgements.
+  :func:`pool_contributions` says how many judged passages each system brought and how many only
+  it brought. The default depth (:data:`DEFAULT_POOL_DEPTH`, 10) is the deepest cut-off of the
+  test's measures (nDCG@10, utility nDCG@10): every passage any system puts in its top 10 is
+  judged, so those measures see no unjudged passage for any pooled system; a deeper pool costs
+  one teacher pass per extra passage and changes only measures that look past rank 10 (MRR when
+  the top 10 holds nothing helpful).
 - :func:`utility_ndcg`: nDCG@k whose gains are the teacher's positive utilities themselves
   (``max(u, 0)``, linear gain, log2 discount), the ideal ranking being the teacher's pool sorted
   by utility; passages outside the teacher's pool have gain 0 (unjudged).
@@ -33,20 +45,28 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
 from uae.data.schema import Corpus, Qrels, Query, SkipReport
+from uae.data.tables import Candidate, Pools
 
 if TYPE_CHECKING:
+    from uae.labeling import LabelingSummary
     from uae.targets import TargetConfig
+    from uae.teachers.base import Teacher
 
 GradeScheme = Literal["quantile", "threshold"]
 Utilities = dict[str, dict[str, float]]
 """``{query_id: {passage_id: utility}}``."""
+Runs = Mapping[str, Mapping[str, Mapping[str, float]]]
+"""``{system: {query_id: {passage_id: score}}}``."""
+DEFAULT_POOL_DEPTH = 10
+"""Passages of each system's ranking that the judging teacher labels: the deepest cut-off of the test's measures."""
 
 
 # ---- teachers' labels -------------------------------------------------------------------------
@@ -208,6 +228,173 @@ def grade_histogram(qrels: Qrels) -> dict[int, int]:
         for grade in judged.values():
             counts[grade] = counts.get(grade, 0) + 1
     return dict(sorted(counts.items()))
+
+
+# ---- pooled judgements (TREC pooling) --------------------------------------------------------
+
+
+def _top(ranked: Mapping[str, float], depth: int) -> list[str]:
+    """A system's top-``depth`` for one query, in the order the metrics rank it (ties as trec_eval)."""
+    from uae.evaluation.metrics import rank_passages
+
+    return rank_passages(ranked)[:depth]
+
+
+def _check_depth(depth: int) -> None:
+    if depth < 1:
+        raise ValueError(f"pool depth must be at least 1, got {depth}")
+
+
+def pooled_judgements(runs: Runs, depth: int = DEFAULT_POOL_DEPTH) -> Pools:
+    """TREC pools: per query, the union of every system's top-``depth`` passages.
+
+    Args:
+        runs: ``{system: run}``; a system's top-``depth`` is read as the metrics rank its run.
+        depth: Passages taken from each system's ranking.
+
+    Returns:
+        ``{query_id: [Candidate, ...]}`` for every query some system retrieved for. Candidates are
+        ordered by their best rank in any system (then by the order of ``runs``); a candidate's
+        ``score`` is the number of systems whose top-``depth`` holds it; ``is_gold`` is ``False``
+        (judging reads no evidence labels).
+
+    Raises:
+        ValueError: ``depth < 1``.
+    """
+    _check_depth(depth)
+    best: dict[str, dict[str, tuple[int, int]]] = {}
+    votes: dict[str, dict[str, int]] = {}
+    for index, run in enumerate(runs.values()):
+        for query_id, ranked in run.items():
+            row, counts = best.setdefault(query_id, {}), votes.setdefault(query_id, {})
+            for rank, pid in enumerate(_top(ranked, depth)):
+                row[pid] = min(row.get(pid, (rank, index)), (rank, index))
+                counts[pid] = counts.get(pid, 0) + 1
+    return {query_id: [Candidate(pid, float(votes[query_id][pid]), False) for pid in sorted(row, key=row.__getitem__)]
+            for query_id, row in best.items() if row}
+
+
+@dataclass(frozen=True)
+class PoolContribution:
+    """What one system brought to the judged pool, in (query, passage) pairs summed over queries.
+
+    Attributes:
+        contributed: Judged passages in the system's top-``depth``.
+        unique: Of those, the ones in no other system's top-``depth`` (judged only because of it).
+    """
+
+    contributed: int
+    unique: int
+
+    def to_dict(self) -> dict[str, int]:
+        return {"contributed": self.contributed, "unique": self.unique}
+
+
+def pool_contributions(runs: Runs, depth: int = DEFAULT_POOL_DEPTH,
+                       judged: Mapping[str, Iterable[str]] | None = None) -> dict[str, PoolContribution]:
+    """Per system, how many judged passages came from its top-``depth`` and how many only from it.
+
+    Args:
+        runs: ``{system: run}``, as given to :func:`pooled_judgements`.
+        depth: The pool depth.
+        judged: ``{query_id: passage ids}`` the teacher actually judged (e.g. its utilities, which
+            leave out queries it skipped); default: the whole pool of ``runs``.
+
+    Returns:
+        ``{system: PoolContribution}`` in the order of ``runs``.
+    """
+    _check_depth(depth)
+    if judged is None:
+        judged = {query_id: [c.passage_id for c in pool] for query_id, pool in pooled_judgements(runs, depth).items()}
+    tops = {system: {query_id: set(_top(ranked, depth)) for query_id, ranked in run.items()} for system, run in runs.items()}
+    counts = {}
+    for system, top in tops.items():
+        contributed = unique = 0
+        for query_id, passages in judged.items():
+            mine = top.get(query_id, set()) & set(passages)
+            others = set().union(*(tops[other].get(query_id, set()) for other in tops if other != system))
+            contributed += len(mine)
+            unique += len(mine - others)
+        counts[system] = PoolContribution(contributed, unique)
+    return counts
+
+
+@dataclass
+class PooledJudgement:
+    """One teacher's judgement of the pooled runs: what was judged, the utilities, the graded qrels.
+
+    Attributes:
+        depth: The pool depth.
+        pools: The pooled union per query (:func:`pooled_judgements`), restricted to the queries asked for.
+        utilities: The teacher's ``{query_id: {passage_id: utility}}`` over the pools it judged.
+        qrels: Graded qrels from ``utilities`` (:func:`graded_qrels`).
+        contributions: ``{system: PoolContribution}`` over the judged passages.
+        labeling: The labeling run's summary (time, pairs, truncations).
+        skipped: Queries and answers left out by labeling and by the utilities (no usable answer,
+            no pool, non-finite NLLs, ...).
+        no_positive: Judged queries without a passage of positive utility (grades all 0).
+    """
+
+    depth: int
+    pools: Pools
+    utilities: Utilities
+    qrels: Qrels
+    contributions: dict[str, PoolContribution]
+    labeling: LabelingSummary
+    skipped: SkipReport = field(default_factory=SkipReport)
+    no_positive: SkipReport = field(default_factory=SkipReport)
+
+    @property
+    def judged(self) -> int:
+        """Judged (query, passage) pairs."""
+        return sum(len(row) for row in self.utilities.values())
+
+    def summary(self) -> dict:
+        """Depth, judged queries and passages, per-system contributions, skips and labeling time, for reports and JSON."""
+        return {"depth": self.depth, "queries": len(self.utilities), "judged": self.judged,
+                "contributions": {s: c.to_dict() for s, c in self.contributions.items()},
+                "skipped": self.skipped.to_dict(), "no_positive": self.no_positive.total, "seconds": round(self.labeling.seconds, 3)}
+
+
+def judge_pooled_runs(runs: Runs, queries: Sequence[Query], corpus: Corpus, teacher: Teacher, out_dir: str | os.PathLike,
+                      depth: int = DEFAULT_POOL_DEPTH, grades: int = 3, scheme: GradeScheme = "quantile",
+                      thresholds: Sequence[float] | None = None, min_utility: float = 0.0,
+                      aggregate: Literal["mean", "max"] = "mean", progress: bool = False) -> PooledJudgement:
+    """Pool every system's top-``depth``, have ``teacher`` label the union, and grade it.
+
+    Labeling is :func:`uae.labeling.label_pools` into ``out_dir`` (resumable; a folder that holds
+    another pool or teacher is refused), utilities are :func:`uae.targets.utilities_from_nlls`, and
+    the qrels :func:`graded_qrels`.
+
+    Args:
+        runs: ``{system: run}`` of every evaluated system.
+        queries: The queries to judge (with their gold answers); others in ``runs`` are ignored.
+        corpus: Passage texts.
+        teacher: The judging teacher.
+        out_dir: Labeling folder.
+        depth: Pool depth (see :data:`DEFAULT_POOL_DEPTH`).
+        grades: ``G`` of the graded qrels.
+        scheme: ``"quantile"`` or ``"threshold"``.
+        thresholds: The threshold scheme's cut points.
+        min_utility: A passage is helpful when its utility exceeds this.
+        aggregate: ``"mean"`` or ``"max"`` over a query's answers.
+        progress: Show the labeling progress bar.
+
+    Raises:
+        ValueError: bad grading settings or depth (before any labeling).
+    """
+    from uae.labeling import label_pools
+
+    check_grading(grades, scheme, thresholds, min_utility)
+    pooled = pooled_judgements(runs, depth)
+    pools = {q.id: pooled[q.id] for q in queries if q.id in pooled}
+    summary = label_pools(queries, pools, corpus, teacher, out_dir, progress=progress)
+    utilities, unusable = utilities_from_labels(out_dir, aggregate)
+    qrels, no_positive = graded_qrels(utilities, grades, scheme, thresholds, min_utility)
+    skipped = SkipReport()
+    skipped.merge(summary.skipped)
+    skipped.merge(unusable)
+    return PooledJudgement(depth, pools, utilities, qrels, pool_contributions(runs, depth, utilities), summary, skipped, no_positive)
 
 
 # ---- measures ---------------------------------------------------------------------------------

@@ -11,8 +11,9 @@ The no-passage NLL of each (query, answer) is computed once and reused for every
 
 Input is checked before any LM pass: a query listed twice, a pool that names a passage absent
 from the corpus or lists one passage twice, is an error naming the query; a query without a
-non-empty answer or without a pool is skipped, and an empty answer among several is left out
-(its ``answer_index`` is kept for the others), each counted in the summary. Passages cut to fit
+usable answer or without a pool is skipped, and an unusable answer among several is left out
+(its ``answer_index`` is kept for the others), each counted in the summary, naming the query (see
+:func:`answer_problem` for what makes an answer unusable). Passages cut to fit
 the model's context are counted as ``truncated_passages``. The progress bar shows pairs/s and,
 for teachers that count the tokens they feed the model (an int attribute ``tokens_processed``),
 tokens/s.
@@ -38,8 +39,11 @@ from uae.data.schema import Corpus, Query, SkipReport
 from uae.data.tables import NLL_SCHEMA, NO_PASSAGE, NLLRecord, Pools, nll_records_to_table, read_nlls, read_table, write_table
 from uae.progress import progress_bar
 from uae.teachers.base import NLLRequest, Teacher
+from uae.teachers.dirichlet import tokenize
 
 NLLS_FILE = "nlls.parquet"
+EMPTY_ANSWER = "empty answer"
+NO_WORD_TOKENS = "answer without word tokens"
 
 
 @dataclass
@@ -77,11 +81,27 @@ class ManifestMismatch(RuntimeError):
     """The output folder holds a labeling job that differs from the one asked for."""
 
 
+def answer_problem(answer: str) -> str | None:
+    """Why ``answer`` cannot be labelled (:data:`EMPTY_ANSWER`, :data:`NO_WORD_TOKENS`), or ``None`` when it can.
+
+    An answer with no word token (``"%"``, ``"!!"``: no Unicode ``\\w`` character, the word tokens
+    of :func:`uae.teachers.dirichlet.tokenize`) holds nothing a passage could make likelier, and the
+    Dirichlet teacher cannot score it at all. The rule is the same for every teacher (an LLM could
+    score ``"%"``), so that every teacher labels the same (query, answer) pairs: mixing teachers and
+    judging one teacher's students by another compare utilities of the same answers.
+    """
+    if not answer.strip():
+        return EMPTY_ANSWER
+    if not tokenize(answer):
+        return NO_WORD_TOKENS
+    return None
+
+
 def requests_for_query(query: Query, passage_ids: Sequence[str], corpus: Corpus) -> tuple[list[NLLRequest], list[tuple[str, int]]]:
-    """Requests for one query: per non-empty answer, the question alone, then each pooled passage."""
+    """Requests for one query: per usable answer (:func:`answer_problem`), the question alone, then each pooled passage."""
     requests, keys = [], []
     for answer_index, answer in enumerate(query.answers):
-        if not answer.strip():
+        if answer_problem(answer) is not None:
             continue
         requests.append(NLLRequest(query.text, answer, None))
         keys.append((NO_PASSAGE, answer_index))
@@ -104,7 +124,7 @@ def label_pools(
     """Score every pool with ``teacher`` and write ``out_dir/nlls.parquet`` (resumable).
 
     Args:
-        queries: Queries to label; those without answers or pools are skipped and counted.
+        queries: Queries to label; those without a usable answer or a pool are skipped and counted.
         pools: Candidate pools, ``{query_id: [Candidate, ...]}``.
         corpus: Passage texts.
         teacher: Any :class:`~uae.teachers.base.Teacher`.
@@ -191,15 +211,18 @@ def _usable(queries: Sequence[Query], pools: Pools, corpus: Corpus, skipped: Ski
         if query.id in seen:
             raise ValueError(f"query {query.id!r} is listed twice; each query is labeled once")
         seen.add(query.id)
-        if not any(answer.strip() for answer in query.answers):
+        problems = [answer_problem(answer) for answer in query.answers]
+        if all(problem == EMPTY_ANSWER for problem in problems):
             skipped.add("no gold answer", query.id)
+        elif all(problems):
+            skipped.add("no usable answer (none has a word token)", query.id)
         elif not pools.get(query.id):
             skipped.add("no candidate pool", query.id)
         else:
             _check_pool(query.id, pools[query.id], corpus)
-            for index, answer in enumerate(query.answers):
-                if not answer.strip():
-                    skipped.add("empty answer (others of the query kept)", f"{query.id}#{index}")
+            for index, problem in enumerate(problems):
+                if problem is not None:
+                    skipped.add(f"{problem} (others of the query kept)", f"{query.id}#{index}")
             usable.append(query)
     return usable
 
@@ -214,7 +237,7 @@ def _check_pool(query_id: str, pool: Sequence, corpus: Corpus) -> None:
 
 
 def _pair_count(query: Query, pools: Pools) -> int:
-    return sum(1 for answer in query.answers if answer.strip()) * (len(pools[query.id]) + 1)
+    return sum(answer_problem(answer) is None for answer in query.answers) * (len(pools[query.id]) + 1)
 
 
 def _tokens_seen(teacher: Teacher) -> int | None:

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from uae.rerankers.base import Reranker, latency_summary, rerank_run, run_to_hits
+from uae.rerankers.base import Reranker, latency_summary, rerank_run, run_to_hits, strictly_decreasing
 
-__all__ = ["Reranker", "latency_summary", "load_reranker", "rerank_run", "run_to_hits", "METHODS"]
+__all__ = ["Reranker", "latency_summary", "load_reranker", "rerank_run", "run_to_hits", "strictly_decreasing", "METHODS"]
 
 METHODS = ("upr", "judge", "rankgpt", "oracle")
 

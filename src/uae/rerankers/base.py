@@ -5,6 +5,13 @@ into one score per passage (higher is better). :meth:`Reranker.rerank` does the 
 re-ranker alike: it takes the first stage's top-``depth`` passages of each query, scores them,
 sorts them, keeps the first stage's tail below them, records each query's wall time, and
 repairs non-finite scores (counted in :attr:`Reranker.repairs`, never silent).
+
+Ties: the sort is stable, so passages the re-ranker scores alike keep the first stage's order
+(the order the metrics see, :func:`uae.evaluation.metrics.rank_passages`). A run
+(``{passage_id: score}``) holds that order only through its scores, and the metrics break tied
+scores by passage id as trec_eval does, so :func:`rerank_run` writes scores that strictly
+decrease down the re-ranked list (:func:`strictly_decreasing`); the raw scores stay on the hits
+that :meth:`Reranker.rerank` returns.
 """
 
 from __future__ import annotations
@@ -194,14 +201,46 @@ def latency_summary(seconds: Sequence[float]) -> dict[str, float]:
 
 
 def run_to_hits(run: Run, query_ids: Sequence[str]) -> list[list[Hit]]:
-    """Each query's ranking in ``run`` as hits, best first (ties by passage id); empty when absent."""
-    return [
-        [Hit(pid, score) for pid, score in sorted(run.get(qid, {}).items(), key=lambda item: (-item[1], item[0]))]
-        for qid in query_ids
-    ]
+    """Each query's ranking in ``run`` as hits, in the order the metrics rank them; empty when absent.
+
+    Tied scores are ordered as :func:`uae.evaluation.metrics.rank_passages` orders them (larger
+    passage id first, as trec_eval), so "the first stage's order" is the same here and in the metrics.
+    """
+    from uae.evaluation.metrics import rank_passages
+
+    return [[Hit(pid, run[qid][pid]) for pid in rank_passages(run[qid])] if run.get(qid) else [] for qid in query_ids]
+
+
+def strictly_decreasing(hits: Sequence[Hit]) -> list[Hit]:
+    """The hits with scores that strictly decrease in list order, each as close to its own as floats allow.
+
+    A score is kept when it is below the previous (adjusted) one, else set one floating-point step
+    below that (:func:`math.nextafter`). Sorting by the new scores, with any tie-breaking rule, gives
+    back the list's order exactly, and a score moves only where it tied with (or exceeded) the one
+    above it, by a few units in the last place.
+
+    Args:
+        hits: A ranking, best first, e.g. a re-ranker's output with tied scores.
+
+    Returns:
+        The same passages in the same order.
+    """
+    adjusted: list[Hit] = []
+    for hit in hits:
+        score = float(hit.score)
+        if adjusted and not score < adjusted[-1].score:
+            score = math.nextafter(adjusted[-1].score, -math.inf)
+        adjusted.append(Hit(hit.passage_id, score))
+    return adjusted
 
 
 def rerank_run(reranker: Reranker, queries: Sequence[Query], first_stage: Run, corpus: Corpus, depth: int, keep_tail: bool = True, progress: bool = False) -> Run:
-    """:meth:`Reranker.rerank` on a ``{query_id: {passage_id: score}}`` run; returns a run."""
+    """:meth:`Reranker.rerank` on a ``{query_id: {passage_id: score}}`` run; returns a run.
+
+    The run's scores are the re-ranker's made strictly decreasing down its ranking
+    (:func:`strictly_decreasing`), so passages it scores alike keep the first stage's order through
+    the metrics, whose tie-breaking by passage id would otherwise re-order them. The raw scores are
+    on the hits of :meth:`Reranker.rerank`.
+    """
     hits = reranker.rerank(queries, run_to_hits(first_stage, [q.id for q in queries]), corpus, depth, keep_tail, progress)
-    return {q.id: {h.passage_id: h.score for h in query_hits} for q, query_hits in zip(queries, hits)}
+    return {q.id: {h.passage_id: h.score for h in strictly_decreasing(query_hits)} for q, query_hits in zip(queries, hits)}

@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from uae.data.schema import Query
 from uae.data.tables import NO_PASSAGE, NLLRecord
+from uae.labeling import EMPTY_ANSWER, answer_problem
 from uae.rerankers.base import Reranker
 from uae.targets import utilities_from_nlls
 from uae.teachers.base import NLLRequest, Teacher
@@ -38,12 +39,15 @@ class OracleReranker(Reranker):
     def rank(self, query: str, passages: list[str], answers: Sequence[str] = ()) -> list[float]:
         """Utility of each passage for ``answers`` (nats per answer token).
 
+        Answers that labeling would skip (empty, or without a word token: :func:`uae.labeling.answer_problem`)
+        are left out here too.
+
         Raises:
-            ValueError: No gold answer was given (the oracle has nothing to score).
+            ValueError: No usable gold answer was given (the oracle has nothing to score).
         """
-        answers = [a for a in answers if a.strip()]
+        answers = [a for a in answers if answer_problem(a) is None]
         if not answers:
-            raise ValueError(f"the oracle re-ranker needs gold answers; none given for {query!r}")
+            raise ValueError(f"the oracle re-ranker needs gold answers with a word token; none given for {query!r}")
         requests, keys = [], []
         for answer_index, answer in enumerate(answers):
             for position, passage in [(NO_PASSAGE, None), *((str(i), p) for i, p in enumerate(passages))]:
@@ -59,9 +63,10 @@ class OracleReranker(Reranker):
         return [row.get(str(i), float("nan")) for i in range(len(passages))]
 
     def rank_query(self, query: Query, passages: list[str]) -> list[float]:
-        """Utilities for the query's gold answers; a query without one keeps the first-stage order (counted)."""
-        if not any(a.strip() for a in query.answers):
-            self.count("no_gold_answer")
+        """Utilities for the query's gold answers; a query without a usable one keeps the first-stage order (counted)."""
+        problems = [answer_problem(a) for a in query.answers]
+        if all(problems):
+            self.count("no_gold_answer" if all(p == EMPTY_ANSWER for p in problems) else "no_usable_gold_answer")
             return [0.0] * len(passages)
         return self.rank(query.text, passages, query.answers)
 
