@@ -227,7 +227,7 @@ def _draw_means(ax: Axes, metrics: Metrics, names: list[str], layout: _BarLayout
     ax.set_ylim(bottom=0)
     ax.set_ylabel("mean")
     if comparison is not None:
-        ax.set_title(f"Mean over {comparison.n_queries} queries, error bars: {comparison.interval_name}", fontsize="medium")
+        ax.set_title(f"Mean over the evaluated queries, error bars: {comparison.interval_name} of the mean", fontsize="medium")
 
 
 def _draw_differences(ax: Axes, names: list[str], systems: list[str], layout: _BarLayout, comparison: Comparison) -> None:
