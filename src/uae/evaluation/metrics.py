@@ -19,10 +19,20 @@ exactly what ranx's own paired t-test calls. ``"fisher"`` is
 runs its permutations in numba threads that ignore its seed, so its p-values change from run
 to run, while scipy's are reproducible for a given seed (and exact for small query sets).
 No correction for multiple comparisons is applied.
+
+Confidence intervals, at level ``1 - alpha`` (95% by default), of each system's mean and of
+its paired difference from the baseline (the mean of the per-query differences): with the
+t-test, Student t-intervals, ``mean +- t_{1-alpha/2, n-1} * sd / sqrt(n)`` (scipy's
+``ttest_1samp(...).confidence_interval``; on the differences this is the interval of the paired
+t-test itself, so a difference interval excludes 0 exactly when ``p < alpha``). With the
+randomization test, paired bootstrap percentile intervals (the per-query differences resampled
+with replacement, as many resamples as permutations, same seed); they usually but not always
+agree with the randomization test's verdict, which makes no interval of its own.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import re
@@ -45,7 +55,11 @@ Run = dict[str, dict[str, float]]
 
 Test = Literal["student", "fisher"]
 
-DEFAULT_METRICS: tuple[str, ...] = ("recall@1", "recall@5", "recall@10", "mrr", "map", "ndcg@10")
+Interval = Literal["t", "bootstrap"]
+
+DEFAULT_METRICS: tuple[str, ...] = ("recall@1", "hit_rate@1", "recall@5", "recall@10", "mrr", "map", "ndcg@10")
+"""``hit_rate@1`` (did the top passage hit any relevant one) sits beside ``recall@1``, which is
+capped at ``1/|relevant|`` when a query has several relevant passages (QMSum, PubMedQA)."""
 
 _RANX_NAMES = {
     "recall": "recall",
@@ -67,12 +81,26 @@ class MetricResult:
         gain_pct: ``(mean - baseline) / baseline * 100``; ``None`` when the baseline is 0.
         p_value: Two-sided paired p-value against the baseline; ``None`` for the baseline.
         significant: ``p_value < alpha``.
+        ci_low: Lower end of the ``1 - alpha`` confidence interval of ``mean``.
+        ci_high: Upper end of that interval.
+        diff: Mean of the per-query differences from the baseline; ``None`` for the baseline.
+        diff_ci_low: Lower end of the paired ``1 - alpha`` confidence interval of ``diff``.
+        diff_ci_high: Upper end of that interval.
+
+    An interval is ``None`` when it is undefined (fewer than two queries) or was not computed
+    (results written before intervals existed); it has zero width when every per-query value
+    (or difference) is the same.
     """
 
     mean: float
     gain_pct: float | None
     p_value: float | None
     significant: bool
+    ci_low: float | None = None
+    ci_high: float | None = None
+    diff: float | None = None
+    diff_ci_low: float | None = None
+    diff_ci_high: float | None = None
 
 
 @dataclass(frozen=True)
@@ -84,8 +112,12 @@ class Comparison:
         test: ``"student"`` (paired t-test) or ``"fisher"`` (paired randomization test).
         alpha: Significance level.
         n_queries: Number of evaluated queries.
-        n_permutations: Permutations of the randomization test; ``None`` for the t-test.
+        n_permutations: Permutations of the randomization test (and bootstrap resamples of its
+            intervals); ``None`` for the t-test.
         results: ``{system: {metric: MetricResult}}``, systems in the order given.
+        interval: How the confidence intervals were computed: ``"t"`` (Student t-intervals,
+            with the t-test) or ``"bootstrap"`` (paired bootstrap percentile, with the
+            randomization test).
     """
 
     baseline: str
@@ -94,6 +126,7 @@ class Comparison:
     n_queries: int
     n_permutations: int | None
     results: dict[str, dict[str, MetricResult]]
+    interval: Interval = "t"
 
     @property
     def test_name(self) -> str:
@@ -101,6 +134,19 @@ class Comparison:
         if self.test == "student":
             return "two-sided paired t-test"
         return f"two-sided paired randomization test, {self.n_permutations} permutations"
+
+    @property
+    def confidence(self) -> float:
+        """Level of the confidence intervals, ``1 - alpha``."""
+        return 1.0 - self.alpha
+
+    @property
+    def interval_name(self) -> str:
+        """The intervals in words, for legends, e.g. ``"95% t-interval"``."""
+        level = f"{100 * self.confidence:g}%"
+        if self.interval == "t":
+            return f"{level} t-interval"
+        return f"{level} bootstrap percentile interval, {self.n_permutations} resamples"
 
     def means(self) -> dict[str, dict[str, float]]:
         """``{system: {metric: mean}}``, the shape ``evaluate`` returns."""
@@ -198,12 +244,9 @@ def compare(
         raise ValueError(f"alpha must lie in (0, 1), got {alpha}")
     judged = _judged(qrels)
     scores = {s: _per_query_scores(judged, run, metrics) for s, run in runs.items()}
-    p_value = partial(_paired_p_value, test=test, n_permutations=n_permutations, seed=seed)
+    result = partial(metric_result, test=test, alpha=alpha, n_permutations=n_permutations, seed=seed)
     results = {
-        system: {
-            m: _metric_result(scores[system][m], scores[baseline][m], system == baseline, p_value, alpha)
-            for m in metrics
-        }
+        system: {m: result(scores[system][m], scores[baseline][m], system == baseline) for m in metrics}
         for system in runs
     }
     return Comparison(
@@ -213,7 +256,103 @@ def compare(
         n_queries=len(judged),
         n_permutations=n_permutations if test == "fisher" else None,
         results=results,
+        interval=interval_kind(test),
     )
+
+
+def interval_kind(test: Test) -> Interval:
+    """The confidence interval that goes with a test: ``"t"`` for ``"student"``, else ``"bootstrap"``."""
+    return "t" if test == "student" else "bootstrap"
+
+
+def metric_result(
+    system: Mapping[str, float],
+    base: Mapping[str, float],
+    is_baseline: bool,
+    test: Test = "student",
+    alpha: float = 0.05,
+    n_permutations: int = 10_000,
+    seed: int = 42,
+) -> MetricResult:
+    """One system's mean, gain, paired test and confidence intervals against the baseline.
+
+    Args:
+        system: ``{query_id: score}`` of the system.
+        base: ``{query_id: score}`` of the baseline, on the same queries.
+        is_baseline: The system is the baseline: no test and no difference interval.
+        test: ``"student"`` or ``"fisher"``; also chooses the intervals (see the module doc).
+        alpha: Significance level; the intervals have level ``1 - alpha``.
+        n_permutations: Permutations of the randomization test and resamples of the bootstrap.
+        seed: Seed of the randomization test and of the bootstrap.
+
+    Raises:
+        ValueError: ``system`` lacks a query of ``base``.
+    """
+    missing = set(base) - set(system)
+    if missing:
+        raise ValueError(f"system scores lack {len(missing)} baseline queries, e.g. {sorted(missing)[:3]}")
+    qids = sorted(base)
+    values, base_values = np.array([system[q] for q in qids]), np.array([base[q] for q in qids])
+    mean, base_mean = float(values.mean()), float(base_values.mean())
+    gain = (mean - base_mean) / base_mean * 100.0 if base_mean != 0 else None
+    interval = partial(mean_interval, confidence=1.0 - alpha, kind=interval_kind(test), n_resamples=n_permutations, seed=seed)
+    ci_low, ci_high = interval(values)
+    if is_baseline:
+        return MetricResult(mean=mean, gain_pct=gain, p_value=None, significant=False, ci_low=ci_low, ci_high=ci_high)
+    p = paired_p_value(values, base_values, test, n_permutations, seed)
+    diff = values - base_values
+    diff_low, diff_high = interval(diff)
+    return MetricResult(
+        mean=mean,
+        gain_pct=gain,
+        p_value=p,
+        significant=p < alpha,
+        ci_low=ci_low,
+        ci_high=ci_high,
+        diff=float(diff.mean()),
+        diff_ci_low=diff_low,
+        diff_ci_high=diff_high,
+    )
+
+
+def mean_interval(
+    values: np.ndarray, confidence: float = 0.95, kind: Interval = "t", n_resamples: int = 10_000, seed: int = 42
+) -> tuple[float | None, float | None]:
+    """Two-sided confidence interval of the mean of ``values`` (per-query scores or differences).
+
+    Args:
+        values: One value per query.
+        confidence: Level of the interval, in (0, 1).
+        kind: ``"t"``: Student t-interval ``mean +- t_{(1+confidence)/2, n-1} * sd / sqrt(n)``.
+            ``"bootstrap"``: percentile interval of ``n_resamples`` bootstrap means, seeded.
+        n_resamples: Bootstrap resamples.
+        seed: Bootstrap seed.
+
+    Returns:
+        ``(low, high)``; ``(None, None)`` for fewer than two values; ``(v, v)`` when every value is ``v``.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    if values.size < 2:
+        return None, None
+    if np.all(values == values[0]):  # zero variance: the t-interval is 0/0, the bootstrap degenerate
+        return float(values[0]), float(values[0])
+    if kind == "t":
+        low, high = stats.ttest_1samp(values, 0.0).confidence_interval(confidence_level=confidence)
+    elif kind == "bootstrap":
+        result = stats.bootstrap(
+            (values,),
+            np.mean,
+            n_resamples=n_resamples,
+            batch=max(1, 4_000_000 // values.size),  # bounds the memory of the resampled matrix
+            vectorized=True,
+            confidence_level=confidence,
+            method="percentile",
+            rng=np.random.default_rng(seed),
+        )
+        low, high = result.confidence_interval
+    else:
+        raise ValueError(f"unknown interval {kind!r}; use 't' or 'bootstrap'")
+    return float(low), float(high)
 
 
 def rank_passages(ranked: Mapping[str, float]) -> list[str]:
@@ -296,25 +435,12 @@ def _rank_scores(ranked: Mapping[str, float]) -> dict[str, float]:
     return {pid: float(len(order) - i) for i, pid in enumerate(order)}
 
 
-def _metric_result(
-    system: Mapping[str, float],
-    base: Mapping[str, float],
-    is_baseline: bool,
-    p_value: Callable[[np.ndarray, np.ndarray], float],
-    alpha: float,
-) -> MetricResult:
-    mean, base_mean = _mean(system), _mean(base)
-    gain = (mean - base_mean) / base_mean * 100.0 if base_mean != 0 else None
-    if is_baseline:
-        return MetricResult(mean=mean, gain_pct=gain, p_value=None, significant=False)
-    qids = sorted(base)
-    p = p_value(np.array([system[q] for q in qids]), np.array([base[q] for q in qids]))
-    return MetricResult(mean=mean, gain_pct=gain, p_value=p, significant=p < alpha)
+def paired_p_value(system: np.ndarray, base: np.ndarray, test: Test, n_permutations: int, seed: int) -> float:
+    """Two-sided paired p-value of ``system`` against ``base`` (per-query scores, same order).
 
-
-def _paired_p_value(
-    system: np.ndarray, base: np.ndarray, test: Test, n_permutations: int, seed: int
-) -> float:
+    ``nan`` for fewer than two queries; with zero-variance differences, 1 when they are all 0
+    and 0 otherwise.
+    """
     diff = system - base
     if len(diff) < 2:
         return math.nan
@@ -333,6 +459,28 @@ def _paired_p_value(
         random_state=seed,
     )
     return float(result.pvalue)
+
+
+def _metric_result(
+    system: Mapping[str, float],
+    base: Mapping[str, float],
+    is_baseline: bool,
+    p_value: Callable[[np.ndarray, np.ndarray], float],
+    alpha: float,
+) -> MetricResult:
+    """Deprecated seam kept for ``uae.evaluation.generation``: use :func:`metric_result`.
+
+    Takes the p-value from ``p_value`` and gives t-intervals whatever the test.
+    """
+    qids = sorted(base)
+    result = metric_result(system, base, is_baseline, "student", alpha)
+    if is_baseline:
+        return result
+    p = p_value(np.array([system[q] for q in qids]), np.array([base[q] for q in qids]))
+    return dataclasses.replace(result, p_value=p, significant=p < alpha)
+
+
+_paired_p_value = paired_p_value  # deprecated private name, still imported by uae.evaluation.generation
 
 
 def _mean(scores: Mapping[str, float]) -> float:

@@ -71,6 +71,37 @@ def legend(comparison: Comparison | None) -> str:
     )
 
 
+def format_differences(comparison: Comparison) -> str:
+    """A Markdown table of each system's paired difference from the baseline, with its interval.
+
+    Cells read ``+0.0512 [+0.0120, +0.0904]*``: the mean per-query difference, its confidence
+    interval and ``*`` when the paired test is significant; ``-`` where no interval exists.
+    The baseline has no row.
+    """
+    names = list(dict.fromkeys(m for row in comparison.results.values() for m in row))
+    rows = [
+        [system, *(_difference_cell(row.get(m)) for m in names)]
+        for system, row in comparison.results.items()
+        if system != comparison.baseline
+    ]
+    lines = [_markdown_row(["System", *names]), _markdown_row(["---"] + ["---:"] * len(names))]
+    lines += [_markdown_row(row) for row in rows]
+    note = (
+        f"Mean per-query difference from `{comparison.baseline}` over {comparison.n_queries} queries, "
+        f"in brackets its {comparison.interval_name}; * marks p < {comparison.alpha:g} ({comparison.test_name})."
+    )
+    return "\n".join(lines) + "\n\n" + note + "\n"
+
+
+def _difference_cell(result: MetricResult | None) -> str:
+    if result is None or result.diff is None:
+        return "-"
+    star = "*" if result.significant else ""
+    if result.diff_ci_low is None or result.diff_ci_high is None:
+        return f"{result.diff:+.4f}{star}"
+    return f"{result.diff:+.4f} [{result.diff_ci_low:+.4f}, {result.diff_ci_high:+.4f}]{star}"
+
+
 def plot_utility_histogram(utilities: Sequence[float], path: str | os.PathLike, title: str) -> Path:
     """Histogram of passage utilities, with a line at zero (helpful right of it, harmful left).
 
@@ -124,20 +155,117 @@ def plot_training_loss(
 
 
 def plot_metric_bars(
-    metrics: Metrics, path: str | os.PathLike, title: str = "Retrieval quality"
+    metrics: Metrics,
+    path: str | os.PathLike,
+    title: str = "Retrieval quality",
+    comparison: Comparison | None = None,
 ) -> Path:
-    """Grouped bar chart: one group per metric, one bar per system."""
+    """Write the figure of :func:`metric_figure` to a PNG."""
+    return _save(metric_figure(metrics, comparison, title), path)
+
+
+def metric_figure(metrics: Metrics, comparison: Comparison | None = None, title: str = "Retrieval quality") -> Figure:
+    """Grouped bars of each system's mean per metric and, with a comparison, its difference from the baseline.
+
+    Top panel: one group per metric, one bar per system, with the confidence interval of the
+    system's mean as error bars. Bottom panel (when ``comparison`` holds a system besides the
+    baseline): each system's paired difference from the baseline with its confidence interval;
+    a filled marker is significant (``p < alpha``), a hollow one is not. With the t-test the
+    difference interval excludes 0 exactly when the marker is filled. One legend for both
+    panels sits below them, off the bars.
+
+    Args:
+        metrics: ``{system: {metric: mean}}``, systems in drawing order.
+        comparison: Intervals and tests of ``compare``; ``None`` draws the means alone.
+        title: Figure title.
+    """
     systems, names = list(metrics), _metric_names(metrics)
-    width = 0.8 / max(len(systems), 1)
-    x = np.arange(len(names))
-    fig, ax = _figure(width=max(6.4, 1.2 * len(names)))
-    for i, system in enumerate(systems):
-        values = [metrics[system].get(m, math.nan) for m in names]
-        ax.bar(x + (i - (len(systems) - 1) / 2) * width, values, width, label=system)
-    ax.set_xticks(x, names)
-    ax.set_title(title)
-    ax.legend()
-    return _save(fig, path)
+    others = [s for s in systems if comparison is not None and s != comparison.baseline and s in comparison.results]
+    fig = Figure(figsize=_metric_figure_size(len(systems), len(names), 2 if others else 1), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(2 if others else 1, 1, sharex=True, squeeze=False)[:, 0]
+    layout = _BarLayout(systems, len(names))
+    _draw_means(axes[0], metrics, names, layout, comparison)
+    if others:
+        _draw_differences(axes[1], names, others, layout, comparison)
+    for ax in axes:
+        for boundary in np.arange(len(names) - 1) + 0.5:
+            ax.axvline(boundary, color="0.85", linewidth=0.8, zorder=0)
+    axes[-1].set_xticks(np.arange(len(names)), names, rotation=30 if len(names) > 4 else 0, ha="right" if len(names) > 4 else "center")
+    axes[-1].set_xlim(-0.5, len(names) - 0.5)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=_legend_columns(len(systems)), frameon=False)
+    fig.suptitle(title)
+    return fig
+
+
+class _BarLayout:
+    """x position and colour of each system's bar inside a metric group, shared by both panels."""
+
+    def __init__(self, systems: Sequence[str], n_metrics: int) -> None:
+        self.width = 0.8 / max(len(systems), 1)
+        self.x = np.arange(n_metrics)
+        self.offset = {s: (i - (len(systems) - 1) / 2) * self.width for i, s in enumerate(systems)}
+        self.color = {s: f"C{i % 10}" for i, s in enumerate(systems)}
+
+
+def _draw_means(ax: Axes, metrics: Metrics, names: list[str], layout: _BarLayout, comparison: Comparison | None) -> None:
+    for system, row in metrics.items():
+        values = np.array([row.get(m, math.nan) for m in names], dtype=float)
+        results = comparison.results.get(system, {}) if comparison else {}
+        intervals = [(r.ci_low, r.ci_high) if (r := results.get(m)) else (None, None) for m in names]
+        is_baseline = comparison is not None and system == comparison.baseline
+        ax.bar(
+            layout.x + layout.offset[system],
+            values,
+            layout.width,
+            color=layout.color[system],
+            label=f"{system} (baseline)" if is_baseline else system,
+            yerr=_error_sizes(values, intervals) if comparison else None,
+            error_kw={"elinewidth": 0.9, "capsize": 2, "ecolor": "black"},
+        )
+    ax.set_ylim(bottom=0)
+    ax.set_ylabel("mean")
+    if comparison is not None:
+        ax.set_title(f"Mean over the evaluated queries, error bars: {comparison.interval_name} of the mean", fontsize="medium")
+
+
+def _draw_differences(ax: Axes, names: list[str], systems: list[str], layout: _BarLayout, comparison: Comparison) -> None:
+    for system in systems:
+        results = [comparison.results[system].get(m) for m in names]
+        diffs = np.array([r.diff if r is not None and r.diff is not None else math.nan for r in results], dtype=float)
+        intervals = [(r.diff_ci_low, r.diff_ci_high) if r is not None else (None, None) for r in results]
+        x = layout.x + layout.offset[system]
+        color = layout.color[system]
+        ax.errorbar(x, diffs, yerr=_error_sizes(diffs, intervals), fmt="none", ecolor=color, elinewidth=1.2, capsize=3)
+        filled = [color if r is not None and r.significant else "white" for r in results]
+        ax.scatter(x, diffs, s=22, facecolors=filled, edgecolors=color, linewidths=1.2, zorder=3)
+    ax.axhline(0.0, color="black", linewidth=0.8)
+    ax.set_ylabel(f"difference from {comparison.baseline}")
+    ax.set_title(
+        f"Paired difference from {comparison.baseline}, {comparison.interval_name}; "
+        f"filled: p < {comparison.alpha:g} ({comparison.test_name})",
+        fontsize="medium",
+    )
+
+
+def _error_sizes(centres: np.ndarray, intervals: Sequence[tuple[float | None, float | None]]) -> np.ndarray:
+    """``(2, N)`` distances from each centre down and up to its interval's ends; NaN draws no bar."""
+    low = np.array([math.nan if lo is None else lo for lo, _ in intervals], dtype=float)
+    high = np.array([math.nan if hi is None else hi for _, hi in intervals], dtype=float)
+    # A bootstrap percentile interval may, in rare skewed cases, not contain the mean; matplotlib
+    # refuses negative error sizes, so such an end is drawn at the mean.
+    return np.clip(np.vstack([centres - low, high - centres]), 0.0, None)
+
+
+def _legend_columns(n_systems: int) -> int:
+    """One legend row up to 8 systems, else rows of equal length."""
+    return n_systems if n_systems <= 8 else math.ceil(n_systems / math.ceil(n_systems / 8))
+
+
+def _metric_figure_size(n_systems: int, n_metrics: int, panels: int) -> tuple[float, float]:
+    width = min(24.0, max(8.0, 0.2 * n_systems * n_metrics + 2.5))
+    return width, 3.4 * panels + 1.0 + 0.25 * math.ceil(n_systems / _legend_columns(n_systems))
 
 
 def write_report(
@@ -172,6 +300,123 @@ def write_report(
     for heading, body in (extra_sections or {}).items():
         parts.extend([f"## {heading}", body.rstrip()])
     return _write_text_atomic(out_dir / "report.md", "\n\n".join(p for p in parts if p) + "\n")
+
+
+def training_summary(models: Mapping[str, str | os.PathLike]) -> str:
+    """A Markdown table of how each model was really trained, read from its model folder.
+
+    One row per model from ``uae_training.json`` (written by ``uae.training.train_model``):
+    loss, teacher, teacher and student temperatures, steps x batch, training rows (and skipped
+    queries), learning rate, the dev model selection's outcome when the record has one, and the
+    trainer's wall time (``train_runtime`` of ``training_log.json``). Missing keys show as ``-``;
+    a folder without a record gets a row that says so. For losses on gold evidence the teacher
+    and ``tau_t`` show as ``n/a (gold labels)``: they did not shape those labels.
+
+    Args:
+        models: ``{model name: model folder}``, rows in this order.
+
+    Returns:
+        The table and a line explaining its columns.
+
+    Raises:
+        ValueError: A record or log is not valid JSON, or a record is not a JSON object (names the file).
+    """
+    from uae.training import TRAINING_LOG, TRAINING_RECORD
+
+    records = {name: _read_json(Path(folder) / TRAINING_RECORD) for name, folder in models.items()}
+    with_selection = any(isinstance(r, dict) and "selection" in r for r in records.values())
+    header = ["Model", "Loss", "Teacher", "tau_t", "tau_s", "Steps x batch", "Rows", "Learning rate"]
+    header += ["Selection"] * with_selection + ["Training time"]
+    rows = []
+    for name, folder in models.items():
+        record, log = records[name], _read_json(Path(folder) / TRAINING_LOG)
+        if record is None:
+            rows.append([name, f"no {TRAINING_RECORD}", *["-"] * (len(header) - 3), _training_time(log)])
+            continue
+        if not isinstance(record, dict):
+            raise ValueError(f"{Path(folder) / TRAINING_RECORD}: expected a JSON object, got {type(record).__name__}")
+        cells = _record_cells(record)
+        rows.append([name, *cells] + ([_brief(record.get("selection"))] if with_selection else []) + [_training_time(log)])
+    lines = [_markdown_row(header), _markdown_row(["---"] * len(header)), *(_markdown_row(r) for r in rows)]
+    note = (
+        "From each model folder's `uae_training.json`. tau_t: teacher temperature of the targets; tau_s: student "
+        "temperature; Rows: training queries (skipped ones in parentheses); Training time: the trainer's `train_runtime` "
+        "(only the last session when training resumed from a checkpoint)."
+    )
+    return "\n".join(lines) + "\n\n" + note + "\n"
+
+
+def _record_cells(record: Mapping) -> list[str]:
+    """Loss, teacher, tau_t, tau_s, steps x batch, rows, learning rate of one training record."""
+    loss, training = _mapping(record.get("loss")), _mapping(record.get("training"))
+    loss_name = loss.get("name", training.get("loss"))
+    hard_mix = loss.get("hard_mix") or 0.0
+    on_gold = _is_gold_loss(loss_name)
+    steps, batch = training.get("steps"), training.get("batch_size")
+    skipped = sum(v for v in _mapping(record.get("skipped")).values() if isinstance(v, int | float))
+    rows = record.get("rows")
+    return [
+        _brief(loss_name) + (f" (hard_mix {hard_mix:g})" if hard_mix else ""),
+        "n/a (gold labels)" if on_gold else _teacher_name(record.get("teacher")),
+        "n/a (gold labels)" if on_gold else _brief(_mapping(record.get("targets")).get("tau_t")),
+        _brief(loss.get("tau_s", training.get("tau_s") if loss_name != "margin_mse" else None)),
+        f"{_brief(steps)} x {_brief(batch)}" if steps is not None or batch is not None else "-",
+        _brief(rows) + (f" ({skipped:g} skipped)" if skipped else ""),
+        _brief(training.get("learning_rate")),
+    ]
+
+
+def _is_gold_loss(name: object) -> bool:
+    from uae.losses import LOSSES
+
+    return isinstance(name, str) and name in LOSSES and LOSSES[name].label_kind == "gold"
+
+
+def _teacher_name(teacher: object) -> str:
+    """A teacher spec (``"hf:..."``), a teacher's ``describe()`` dict, or a mix of teachers, in words."""
+    if isinstance(teacher, Mapping):
+        if "teachers" in teacher:
+            mode = f", {teacher['mode']}" if teacher.get("mode") else ""
+            weights = f", weights {teacher['weights']}" if teacher.get("weights") else ""
+            return f"mix of {', '.join(map(str, teacher['teachers']))}{mode}{weights}"
+        if "teacher" in teacher:
+            return _brief(teacher["teacher"])
+    return _brief(teacher)
+
+
+def _training_time(log: object) -> str:
+    entries = [e for e in log if isinstance(e, Mapping) and "train_runtime" in e] if isinstance(log, list) else []
+    if not entries:
+        return "-"
+    seconds = float(entries[-1]["train_runtime"])
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds:.0f} s ({seconds / 60:.1f} min)"
+
+
+def _brief(value: object) -> str:
+    """A value in one short cell: floats with 4 significant digits, mappings as ``key: value; ...`` (nested ones left out)."""
+    if value is None:
+        return "-"
+    if isinstance(value, bool | str | int):
+        return str(value)
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, Mapping):
+        return "; ".join(f"{k}: {_brief(v)}" for k, v in value.items() if not isinstance(v, Mapping | list))
+    return json.dumps(value, default=str)
+
+
+def _mapping(value: object) -> Mapping:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _read_json(path: Path) -> object | None:
+    """The parsed file, ``None`` when absent."""
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path}: not valid JSON ({error})") from error
 
 
 def write_metrics_json(path: str | os.PathLike, metrics: Metrics) -> Path:
@@ -275,7 +520,8 @@ def _figure(width: float = 6.4, height: float = 4.0) -> tuple[Figure, Axes]:
 def _save(fig: Figure, path: str | os.PathLike) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
+    if fig.get_layout_engine() is None:
+        fig.tight_layout()
     fig.savefig(path, dpi=120)
     return path
 
