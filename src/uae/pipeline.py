@@ -312,9 +312,11 @@ def stage_eval(config: RunConfig, dataset: Dataset, models: dict[str, Path], uti
     adds answer quality: a reader answers from each system's top-k, Token F1 / EM join the table.
     """
     from uae.evaluation import compare, evaluate, print_table, write_metrics_json
-    from uae.evaluation.report import plot_metric_bars, plot_training_loss, plot_utility_histogram, write_report
+    from uae.evaluation.report import (format_differences, plot_metric_bars, plot_training_loss, plot_utility_histogram,
+                                       training_summary, write_report)
     from uae.training import pool_utilities
 
+    started = time.perf_counter()
     out = config.out_dir
     queries, skipped = dataset.usable_queries(config.eval.split)
     report_skips(f"eval ({config.eval.split})", skipped)
@@ -351,7 +353,8 @@ def stage_eval(config: RunConfig, dataset: Dataset, models: dict[str, Path], uti
     plots = {
         **({"Utility distribution (training pools)": plot_utility_histogram(pool_utilities(utilities), out / "utility_hist.png", f"u(d) = nll(a|q) - nll(a|q,d), teacher {oracle_teacher.name}")} if utilities else {}),
         **({"Training loss": plot_training_loss({name: read_training_log(path) for name, path in models.items()}, out / "training_loss.png")} if models else {}),
-        "Metrics": plot_metric_bars(metrics, out / "metrics.png"),
+        "Metrics, with 95% confidence intervals (bottom: paired difference from the baseline)": plot_metric_bars(
+            metrics, out / "metrics.png", comparison=comparison),
     }
     intro = [
         f"Data: `{config.data}`, {len(queries)} {config.eval.split} queries ({skipped.total} skipped: {skipped.to_dict()}).",
@@ -364,9 +367,14 @@ def stage_eval(config: RunConfig, dataset: Dataset, models: dict[str, Path], uti
         f"Relative gains and paired {config.eval.significance} tests are against `{config.eval.baseline}`.",
         *([f"`answer_recall@k`: share of the {answer_comparison.n_queries} queries whose top-k passages hold a gold answer in their text "
            "(SQuAD normalisation, whole tokens); only meaningful for extractive answers."] if answer_comparison else []),
-        f"Wall time of the whole run: {seconds_so_far:.0f} s.",
+        f"Wall time: this evaluation {time.perf_counter() - started:.0f} s"
+        + (f", the whole run {seconds_so_far + time.perf_counter() - started:.0f} s." if seconds_so_far else "."),
     ]
-    sections = {"Config": "```json\n" + config.model_dump_json(indent=2) + "\n```"}
+    sections = {
+        **({"How each model was trained": training_summary(models)} if models else {}),
+        "Differences from the baseline": format_differences(comparison),
+        "Evaluation settings": "```json\n" + config.eval.model_dump_json(indent=2) + "\n```",
+    }
     if rerank_section:
         intro.insert(3, "Re-rankers: " + ", ".join(f"`{n}` (`{r.spec}`, base top-{rerank_depth})" for n, r in rerankers.items())
                      + "; latency and caveats in the Re-rankers section.")

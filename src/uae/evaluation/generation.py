@@ -24,13 +24,12 @@ import os
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 
 import numpy as np
 
 from uae.data.schema import Corpus, Query
-from uae.evaluation.metrics import MetricResult, Run, _metric_result, _paired_p_value, normalize_answer, rank_passages
+from uae.evaluation.metrics import MetricResult, Run, metric_result, normalize_answer, rank_passages
 from uae.generators import GenerationRequest, Generator
 
 GENERATION_METRICS: tuple[str, ...] = ("token_f1", "em")
@@ -127,9 +126,8 @@ class GenerationResult:
 
     def comparison(self, baseline: str, test: str = "student", alpha: float = 0.05) -> dict[str, dict[str, MetricResult]]:
         """Gains and paired p-values against ``baseline``, as :func:`uae.evaluation.compare` computes them."""
-        p_value = partial(_paired_p_value, test=test, n_permutations=10_000, seed=42)
         base = self.scores[baseline]
-        return {system: {m: _metric_result(row[m], base[m], system == baseline, p_value, alpha) for m in row}
+        return {system: {m: metric_result(row[m], base[m], system == baseline, test=test, alpha=alpha) for m in row}
                 for system, row in self.scores.items()}
 
 

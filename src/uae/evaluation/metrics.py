@@ -32,13 +32,12 @@ agree with the randomization test's verdict, which makes no interval of its own.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
 import re
 import string
 import unicodedata
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from functools import partial
 from typing import Any, Literal
@@ -459,28 +458,6 @@ def paired_p_value(system: np.ndarray, base: np.ndarray, test: Test, n_permutati
         random_state=seed,
     )
     return float(result.pvalue)
-
-
-def _metric_result(
-    system: Mapping[str, float],
-    base: Mapping[str, float],
-    is_baseline: bool,
-    p_value: Callable[[np.ndarray, np.ndarray], float],
-    alpha: float,
-) -> MetricResult:
-    """Deprecated seam kept for ``uae.evaluation.generation``: use :func:`metric_result`.
-
-    Takes the p-value from ``p_value`` and gives t-intervals whatever the test.
-    """
-    qids = sorted(base)
-    result = metric_result(system, base, is_baseline, "student", alpha)
-    if is_baseline:
-        return result
-    p = p_value(np.array([system[q] for q in qids]), np.array([base[q] for q in qids]))
-    return dataclasses.replace(result, p_value=p, significant=p < alpha)
-
-
-_paired_p_value = paired_p_value  # deprecated private name, still imported by uae.evaluation.generation
 
 
 def _mean(scores: Mapping[str, float]) -> float:
