@@ -39,7 +39,7 @@ from uae.retrieval_types import Run, hits_to_run
 from uae.retriever import Retriever
 from uae.targets import utilities_from_nlls
 from uae.teachers import Teacher, load_teacher
-from uae.training import build_training_rows, label_kind_of, read_training_log, train_model
+from uae.training import DEV_CURVE, build_training_rows, label_kind_of, read_training_log, train_model
 
 console = Console()
 _retrievers: dict[tuple[str, int], Retriever] = {}
@@ -353,6 +353,8 @@ def stage_eval(config: RunConfig, dataset: Dataset, models: dict[str, Path], uti
     plots = {
         **({"Utility distribution (training pools)": plot_utility_histogram(pool_utilities(utilities), out / "utility_hist.png", f"u(d) = nll(a|q) - nll(a|q,d), teacher {oracle_teacher.name}")} if utilities else {}),
         **({"Training loss": plot_training_loss({name: read_training_log(path) for name, path in models.items()}, out / "training_loss.png")} if models else {}),
+        **{f"Model selection of `{name}`: dev metrics against steps (dashed: the base encoder)": path / DEV_CURVE
+           for name, path in models.items() if (path / DEV_CURVE).is_file()},
         "Metrics, with 95% confidence intervals (bottom: paired difference from the baseline)": plot_metric_bars(
             metrics, out / "metrics.png", comparison=comparison),
     }
