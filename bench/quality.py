@@ -205,7 +205,7 @@ def run_config(args, data: dict):
 
     training = _given(args, {name: name for name in ("steps", "batch_size", "train_pool_size", "max_seq_length", "tau_s", "hard_mix",
                                                     "learning_rate", "seed", "pool_selection", "max_gold", "multi_positive")})
-    targets = _given(args, {name: name for name in ("tau_t", "normalize", "confidence", "confident_utility", "gold", "gold_floor")})
+    targets = _given(args, {name: name for name in ("tau_t", "normalize", "confidence", "confidence_quantile", "confident_utility", "gold", "gold_floor")})
     selection = _given(args, {"dev_fraction": "dev_fraction", "metric": "selection_metric", "eval_every": "eval_every",
                               "patience": "patience", "fallback": "fallback"})
     description = (f"{args.dataset}:{args.data_dir} {json.dumps(data['options'], sort_keys=True)} ({data['split']}; "
@@ -282,7 +282,9 @@ def selection_lines(records: dict[str, dict]) -> list[str]:
         selection = record.get("selection") or {}
         verdict = selection.get("verdict") or f"no model selection ({selection.get('reason', 'no dev split')})"
         rules = record.get("target_rules") or {}
-        rules_text = f"; target rules changed rows: {rules}" if rules else ""
+        changed, threshold = rules.get("rows_changed"), rules.get("confidence_threshold")
+        rules_text = (f"; target rules changed rows: {changed or 'none'}"
+                      f"{f' (confidence threshold {threshold:.3g} nats/token)' if threshold else ''}") if rules else ""
         lines.append(f"Model selection, `{name}`: {verdict}{rules_text}; skipped: {record.get('skipped') or 'nothing'}.  ")
     return lines
 
@@ -318,7 +320,8 @@ def section(args, command: str, info: dict, data: dict, config, result, comparis
         f"{t.train_pool_size} pool passages (from pools of {config.mining.pool_size}{'' if config.mining.include_gold else ', mined without the gold passages'}), "
         f"at most {t.max_gold} gold passage(s) per row, max_seq_length {t.max_seq_length}, lr {t.learning_rate}, tau_s {t.tau_s}; "
         f"UM-InfoNCE targets: tau_t {g.tau_t}, normalize {g.normalize}, hard_mix {t.hard_mix}, confidence rule {g.confidence} "
-        f"(confident at {g.confident_utility} nats/token), gold rule {g.gold}; uae rows keep {SELECTION_WORDS[t.pool_selection]}. "
+        f"(threshold: {f'{g.confident_utility} nats/token' if g.confident_utility else f'the {g.confidence_quantile:.0%} quantile of the best utilities'}), "
+        f"gold rule {g.gold}; uae rows keep {SELECTION_WORDS[t.pool_selection]}. "
         f"Model selection: {config.selection.dev_fraction:.0%} of the training questions (at least {config.selection.min_dev_questions} "
         f"where the data allows) held out by document, scored every {config.selection.eval_every} steps on `{config.selection.metric}`, "
         f"patience {config.selection.patience}, fallback `{config.selection.fallback}`. Texts are cut to max_seq_length in training "
@@ -371,7 +374,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     group.add_argument("--tau-s", type=float, help="student temperature")
     group.add_argument("--normalize", choices=("none", "zscore"), help="per-query normalisation of utilities")
     group.add_argument("--confidence", choices=("none", "skip", "weight", "soften"), help="queries whose best passage barely helps")
-    group.add_argument("--confident-utility", type=float, help="utility of the best passage at which a query is fully trusted")
+    group.add_argument("--confidence-quantile", type=float, help="the confidence threshold: this quantile of the best utilities")
+    group.add_argument("--confident-utility", type=float, help="a fixed confidence threshold (nats per answer token)")
     group.add_argument("--gold", choices=("mask", "floor", "none"), help="gold passages the teacher finds useless")
     group.add_argument("--gold-floor", type=float, help="the floor rule's share of the target")
     group.add_argument("--hard-mix", type=float, help="weight of hard InfoNCE on the top-utility passage")

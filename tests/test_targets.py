@@ -169,7 +169,7 @@ def softmax_by_hand(values, tau):
 def test_confidence_weight_scales_a_row_by_its_best_utility() -> None:
     from uae.targets import row_target
 
-    row = row_target([0.1, 0.4, 0.2], None, TargetConfig(tau_t=0.5, confidence="weight", confident_utility=0.8))
+    row = row_target([0.1, 0.4, 0.2], None, TargetConfig(tau_t=0.5, confidence="weight"), threshold=0.8)
     assert row.weight == pytest.approx(0.5)
     assert row.values.tolist() == pytest.approx([0.5 * p for p in softmax_by_hand([0.1, 0.4, 0.2], 0.5)])
 
@@ -177,10 +177,10 @@ def test_confidence_weight_scales_a_row_by_its_best_utility() -> None:
 def test_confidence_soften_raises_the_temperature_of_an_unsure_query() -> None:
     from uae.targets import row_target
 
-    row = row_target([0.1, 0.4, 0.2], None, TargetConfig(tau_t=0.5, confidence="soften", confident_utility=0.8))
+    row = row_target([0.1, 0.4, 0.2], None, TargetConfig(tau_t=0.5, confidence="soften"), threshold=0.8)
     assert row.softened and row.weight == 1.0
     assert row.values.tolist() == pytest.approx(softmax_by_hand([0.1, 0.4, 0.2], 0.5 * 0.8 / 0.4))
-    sure = row_target([0.1, 2.0, 0.2], None, TargetConfig(tau_t=0.5, confidence="soften", confident_utility=0.8))
+    sure = row_target([0.1, 2.0, 0.2], None, TargetConfig(tau_t=0.5, confidence="soften"), threshold=0.8)
     assert not sure.softened and sure.values.tolist() == pytest.approx(softmax_by_hand([0.1, 2.0, 0.2], 0.5))
 
 
@@ -196,9 +196,19 @@ def test_a_query_where_no_passage_helps_is_skipped(rule: str) -> None:
 def test_confidence_skip_drops_only_unsure_queries() -> None:
     from uae.targets import row_target
 
-    config = TargetConfig(confidence="skip", confident_utility=1.0)
-    assert row_target([0.2, 0.9], None, config).skip.startswith("low confidence")
-    assert row_target([0.2, 1.1], None, config).skip is None
+    config = TargetConfig(confidence="skip")
+    assert row_target([0.2, 0.9], None, config, threshold=1.0).skip.startswith("low confidence")
+    assert row_target([0.2, 1.1], None, config, threshold=1.0).skip is None
+
+
+def test_the_confidence_threshold_is_a_quantile_of_the_helpful_queries_unless_fixed() -> None:
+    from uae.targets import confidence_threshold
+
+    best = [-0.5, 0.0, 0.1, 0.2, 0.3, 0.4, 0.5]  # the two queries where nothing helps are left out
+    assert confidence_threshold(best, TargetConfig(confidence_quantile=0.5)) == pytest.approx(0.3)
+    assert confidence_threshold(best, TargetConfig(confidence_quantile=0.25)) == pytest.approx(0.2)
+    assert confidence_threshold(best, TargetConfig(confident_utility=2.0)) == 2.0
+    assert confidence_threshold(best, TargetConfig(confidence="none")) is None
 
 
 def test_gold_mask_leaves_a_useless_gold_passage_out_of_the_softmax() -> None:

@@ -121,14 +121,19 @@ def test_gold_rows_mark_every_gold_passage_of_the_row():
 def test_down_weighted_and_masked_rows_are_counted(small):
     corpus, queries, pools, utilities = small
     utilities["q1"] = {pid: u / 10 for pid, u in utilities["q1"].items()}  # best passage helps 0.3 nats < 1.0
-    rows = build_training_rows(queries, pools, corpus, "distribution", utilities, TargetConfig(tau_t=1.0), pool_size=4)
-    assert rows.adjusted["down-weighted"] == 1
+    rows = build_training_rows(queries, pools, corpus, "distribution", utilities, TargetConfig(tau_t=1.0, confident_utility=1.0),
+                               pool_size=4)
+    assert rows.adjusted["down-weighted"] == 1 and rows.confidence_threshold == 1.0
     # the gold passage (pool position 2) gets e^2 / sum e^u = 0.237 < 1/4 of the target in the other rows: masked
     assert rows.adjusted["gold masked"] == 3
     assert rows.labels[0][2] == -1.0
     assert sum(v for v in rows.labels[0] if v >= 0) == pytest.approx(1.0)
     # in q1's nearly flat target (utilities 0..0.3 at tau_t 1) it gets 0.261: kept; the row weighs 0.3 / 1.0
     assert rows.labels[1][2] > 0 and sum(rows.labels[1]) == pytest.approx(0.3)
+    by_quantile = build_training_rows(queries, pools, corpus, "distribution", utilities, TargetConfig(tau_t=1.0), pool_size=4)
+    threshold = float(np.quantile([0.3, 3.0, 3.0, 3.0], 0.25))  # the rows' best utilities
+    assert by_quantile.confidence_threshold == pytest.approx(threshold)
+    assert sum(by_quantile.labels[1]) == pytest.approx(0.3 / threshold)
 
 
 def dev_fixture(small):

@@ -181,7 +181,8 @@ def train(
     tau_s: Annotated[Optional[float], typer.Option(help="student temperature")] = None,
     normalize: Annotated[Optional[str], typer.Option(help="none | zscore (per-query utility normalisation)")] = None,
     confidence: Annotated[Optional[str], typer.Option(help="queries whose best passage barely helps: weight | soften | skip | none")] = None,
-    confident_utility: Annotated[Optional[float], typer.Option(help="utility (nats/token) of the best passage at which a query is fully trusted")] = None,
+    confidence_quantile: Annotated[Optional[float], typer.Option(help="the confidence threshold: this quantile of the training queries' best utilities")] = None,
+    confident_utility: Annotated[Optional[float], typer.Option(help="a fixed confidence threshold (nats per answer token) instead")] = None,
     gold_rule: Annotated[Optional[str], typer.Option("--gold", help="gold passages the teacher finds useless: mask | floor | none")] = None,
     hard_mix: Annotated[Optional[float], typer.Option(help="weight of hard InfoNCE on the top-utility passage")] = None,
     steps: Annotated[Optional[int], typer.Option(help="optimisation steps (model selection may stop earlier)")] = None,
@@ -219,7 +220,8 @@ def train(
                                            multi_positive=multi_positive, learning_rate=learning_rate,
                                            max_seq_length=max_seq_length, seed=seed))
         targets = TargetConfig(**_given(tau_t=tau_t, normalize=normalize, confidence=confidence,
-                                        confident_utility=confident_utility, gold=gold_rule))
+                                        confidence_quantile=confidence_quantile, confident_utility=confident_utility,
+                                        gold=gold_rule))
         selection = SelectionConfig(**_given(dev_fraction=dev_fraction, metric=selection_metric, eval_every=eval_every,
                                              patience=patience, fallback=fallback))
         dataset = read_dataset(data)

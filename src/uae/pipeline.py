@@ -170,7 +170,9 @@ def stage_train(config: RunConfig, dataset: Dataset, queries: Sequence[Query], p
     )
     report_skips(f"train {name}", rows.skipped)
     if rows.adjusted:
-        console.print(f"train {name}: target rules changed rows: {dict(rows.adjusted)}")
+        console.print(f"train {name}: target rules changed rows: {dict(rows.adjusted)} (confidence threshold "
+                      f"{rows.confidence_threshold:.3g} nats/token)" if rows.confidence_threshold else
+                      f"train {name}: target rules changed rows: {dict(rows.adjusted)}")
     qrels = seen.qrels.get(config.train_split) if config.evidence else None
     dev = build_dev_set(dataset, split, pools, utilities, qrels) if split.dev else None
     console.print(f"[bold]train {name}[/]: loss {loss}, {len(rows.queries)} queries, up to {training.steps} steps of "

@@ -144,12 +144,18 @@ class TargetConfig(BaseModel):
         top_m: keep only the ``m`` highest-utility passages (ties: earlier in the pool wins);
             the others get a target of exactly 0. ``None`` keeps all.
         confidence: what to do with a query whose best passage barely helps the teacher (its
-            utility, in nats per answer token, is below ``confident_utility``): ``"weight"``
-            scales the query's loss by ``u_max / confident_utility``, ``"soften"`` raises its
-            temperature to ``tau_t * confident_utility / u_max``, ``"skip"`` drops it, ``"none"``
-            trusts every query alike. Under every rule but ``"none"`` a query where no passage
-            helps at all (``u_max <= 0``) is skipped. A sharp target on such a query teaches noise.
-        confident_utility: the utility of the best passage at which a query is fully trusted.
+            utility ``u_max`` is below the threshold ``c``): ``"weight"`` scales the query's loss
+            by ``u_max / c``, ``"soften"`` raises its temperature to ``tau_t * c / u_max``,
+            ``"skip"`` drops it, ``"none"`` trusts every query alike. Under every rule but
+            ``"none"`` a query where no passage helps at all (``u_max <= 0``) is skipped. A sharp
+            target on a query the teacher is unsure of teaches noise.
+        confidence_quantile: the threshold ``c`` is this quantile of the best utilities of the
+            training queries (those with ``u_max > 0``): the rule acts on the least sure share of
+            the queries of *this* dataset and teacher. Utilities are nats per answer token, and
+            their scale depends on the teacher and on the answers' length (a one-word answer
+            gains far more per token from the right passage than a summary does), so a fixed
+            threshold does not carry over from one dataset to the next.
+        confident_utility: a fixed threshold ``c`` in nats per answer token instead of the quantile.
         gold: how passages marked as evidence (when evidence labels exist) enter the target:
             ``"mask"`` leaves a gold passage whose target is below the uniform share out of the
             query's softmax (it is not taught as a distractor, nor as a positive), ``"floor"``
@@ -166,7 +172,10 @@ class TargetConfig(BaseModel):
     top_m: int | None = Field(default=None, ge=1)
     confidence: Literal["none", "skip", "weight", "soften"] = Field(
         "weight", description="queries whose best passage helps less than confident_utility: weight | soften | skip | none")
-    confident_utility: float = Field(1.0, gt=0, allow_inf_nan=False, description="nats per answer token at which a query is fully trusted")
+    confidence_quantile: float = Field(0.25, gt=0, lt=1, description="the confidence threshold: this quantile of the "
+                                       "training queries' best utilities")
+    confident_utility: float | None = Field(None, gt=0, allow_inf_nan=False, description="a fixed confidence threshold "
+                                            "(nats per answer token) instead of the quantile")
     gold: Literal["mask", "floor", "none"] = Field("mask", description="gold passages the teacher finds useless: mask | floor | none")
     gold_floor: float = Field(0.5, gt=0, le=1, description="the floor rule: share of the target the row's gold passages get at least")
 
@@ -305,14 +314,23 @@ class RowTarget:
     floored: bool = False
 
 
-def confidence_temperature(best: float, config: TargetConfig) -> float:
-    """``tau_t``, raised for a query whose best passage helps less than ``confident_utility`` (``"soften"``)."""
-    if config.confidence != "soften" or best >= config.confident_utility:
-        return config.tau_t
-    return config.tau_t * config.confident_utility / best
+def confidence_threshold(best_utilities: Sequence[float], config: TargetConfig) -> float | None:
+    """The threshold ``c`` of the confidence rule for a set of training queries (``None`` with rule ``"none"``).
+
+    Args:
+        best_utilities: the best utility of each training query's row.
+        config: the target options (``confident_utility`` if set, else ``confidence_quantile``).
+    """
+    if config.confidence == "none":
+        return None
+    if config.confident_utility is not None:
+        return config.confident_utility
+    helpful = [u for u in best_utilities if u > 0]
+    return float(np.quantile(helpful, config.confidence_quantile)) if helpful else None
 
 
-def row_target(utilities: Sequence[float], gold: Sequence[bool] | None, config: TargetConfig) -> RowTarget:
+def row_target(utilities: Sequence[float], gold: Sequence[bool] | None, config: TargetConfig,
+               threshold: float | None = None) -> RowTarget:
     """The training label of one query: its target over the row, the confidence rule, the gold rule.
 
     Args:
@@ -320,6 +338,8 @@ def row_target(utilities: Sequence[float], gold: Sequence[bool] | None, config: 
         gold: which row passages are marked as evidence; ``None`` when no evidence labels are
             used (then the gold rule does nothing).
         config: the target options.
+        threshold: the confidence threshold ``c`` (:func:`confidence_threshold`); ``None`` leaves
+            only the "no passage helps" part of the rule.
 
     Returns:
         A :class:`RowTarget`; its ``values`` are ready for the ``"distribution"`` losses.
@@ -328,13 +348,14 @@ def row_target(utilities: Sequence[float], gold: Sequence[bool] | None, config: 
     best = float(values.max()) if values.size else 0.0
     if config.confidence != "none" and best <= 0:
         return RowTarget(None, "no passage helps the teacher (best utility <= 0)")
-    if config.confidence == "skip" and best < config.confident_utility:
-        return RowTarget(None, f"low confidence (best utility < {config.confident_utility})")
-    tau = confidence_temperature(best, config)
+    unsure = config.confidence != "none" and threshold is not None and best < threshold
+    if unsure and config.confidence == "skip":
+        return RowTarget(None, "low confidence (best utility below the confidence threshold)")
+    tau = config.tau_t * threshold / best if unsure and config.confidence == "soften" else config.tau_t
     target = target_distribution(values, config.model_copy(update={"tau_t": tau}))
     if target is None:
         return RowTarget(None, "constant utilities")
-    weight = min(1.0, best / config.confident_utility) if config.confidence == "weight" else 1.0
+    weight = best / threshold if unsure and config.confidence == "weight" else 1.0
     masked, floored = 0, False
     if gold is not None and any(gold) and config.gold != "none":
         flags = np.asarray(gold, dtype=bool)
@@ -344,7 +365,8 @@ def row_target(utilities: Sequence[float], gold: Sequence[bool] | None, config: 
                 return RowTarget(None, "no target left once useless gold passages are masked")
         else:
             target, floored = _floor_gold(target, flags, config.gold_floor)
-    return RowTarget(np.where(target == MASKED, MASKED, target * weight), None, weight, tau != config.tau_t, masked, floored)
+    return RowTarget(np.where(target == MASKED, MASKED, target * weight), None, weight, unsure and config.confidence == "soften",
+                     masked, floored)
 
 
 def _mask_useless_gold(target: np.ndarray, gold: np.ndarray) -> tuple[np.ndarray | None, int]:

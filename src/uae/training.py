@@ -33,7 +33,7 @@ from uae.data.schema import Corpus, Query, SkipReport
 from uae.data.tables import Candidate, Pools
 from uae.encoders import load_encoder
 from uae.losses import LOSSES
-from uae.targets import TargetConfig, row_target
+from uae.targets import TargetConfig, confidence_threshold, row_target
 
 TRAINING_LOG = "training_log.json"
 TRAINING_RECORD = "uae_training.json"
@@ -50,6 +50,8 @@ class TrainingRows:
     skipped: SkipReport
     adjusted: Counter = field(default_factory=Counter)
     """Rows the target rules changed: ``down-weighted``, ``softened``, ``gold masked``, ``gold floored``."""
+    confidence_threshold: float | None = None
+    """The confidence rule's threshold ``c`` (nats per answer token), when it applies."""
 
     def to_dataset(self):
         from datasets import Dataset
@@ -124,16 +126,22 @@ def build_training_rows(
     :class:`uae.targets.TargetConfig`) only under ``gold_first``.
     """
     rng = random.Random(seed)
-    skipped = SkipReport()
-    rows = TrainingRows([], [], [], skipped)
+    rows = TrainingRows([], [], [], SkipReport())
     rule = "gold_first" if label_kind == "gold" else selection
+    chosen = {query.id: select_pool(pools.get(query.id, []), pool_size, rule, (utilities or {}).get(query.id), max_gold)
+              for query in queries}
+    threshold = confidence_threshold(
+        [max(utilities[q][c.passage_id] for c in row) for q, row in chosen.items()
+         if row and q in (utilities or {}) and all(c.passage_id in utilities[q] for c in row)], targets,
+    ) if label_kind == "distribution" else None
+    rows.confidence_threshold = threshold
     for query in queries:
-        query_utilities = (utilities or {}).get(query.id)
-        candidates = select_pool(pools.get(query.id, []), pool_size, rule, query_utilities, max_gold)
+        candidates = chosen[query.id]
         if not candidates:
-            skipped.add("no candidate pool", query.id)
+            rows.skipped.add("no candidate pool", query.id)
             continue
-        label = _label_for(query, candidates, label_kind, query_utilities, targets, rule == "gold_first", rows)
+        label = _label_for(query, candidates, label_kind, (utilities or {}).get(query.id), targets, rule == "gold_first",
+                           threshold, rows)
         if label is None:
             continue
         passage_ids = [c.passage_id for c in candidates]
@@ -146,7 +154,7 @@ def build_training_rows(
 
 
 def _label_for(query: Query, candidates: list[Candidate], label_kind: str, utilities: dict[str, float] | None,
-               targets: TargetConfig, use_gold: bool, rows: TrainingRows) -> list[float] | None:
+               targets: TargetConfig, use_gold: bool, threshold: float | None, rows: TrainingRows) -> list[float] | None:
     """The label row of one query (``None`` when it is skipped, which ``rows.skipped`` counts)."""
     if label_kind == "gold":
         if not any(c.is_gold for c in candidates):
@@ -165,7 +173,7 @@ def _label_for(query: Query, candidates: list[Candidate], label_kind: str, utili
             rows.skipped.add("constant utilities", query.id)
             return None
         return values
-    target = row_target(values, [c.is_gold for c in candidates] if use_gold else None, targets)
+    target = row_target(values, [c.is_gold for c in candidates] if use_gold else None, targets, threshold)
     if target.skip is not None:
         rows.skipped.add(target.skip, query.id)
         return None
@@ -280,7 +288,7 @@ def train_model(
         "training": config.model_dump(),
         "rows": len(rows.queries),
         "skipped": rows.skipped.to_dict(),
-        "target_rules": dict(rows.adjusted),
+        "target_rules": {"rows_changed": dict(rows.adjusted), "confidence_threshold": rows.confidence_threshold},
         "selection": outcome.to_dict() if outcome else record.get("selection", {"dev": None, "reason": "no dev set was given"}),
         "train_seconds": next((e["train_runtime"] for e in reversed(trainer.state.log_history) if "train_runtime" in e), None),
     }
