@@ -60,3 +60,50 @@ def test_every_command_has_help():
         result = runner.invoke(app, [command, "--help"])
         assert result.exit_code == 0, command
         assert "Usage" in result.output
+
+
+def test_without_evidence_training_never_reads_the_relevance_judgements(tmp_path, tiny_encoder_dir, monkeypatch):
+    """evidence: false mines pools without gold, selects on the teacher's utility and leaves the qrels to evaluation."""
+    from uae.data.schema import Dataset
+    from uae.data.tables import read_pools
+
+    data = write_dataset(make_quickstart_dataset(n_entities=30), tmp_path / "data")
+    config = RunConfig(data=str(data), out=str(tmp_path / "run"), base_model=str(tiny_encoder_dir), evidence=False,
+                       mining=MiningConfig(pool_size=6, depth=20),
+                       training=TrainingConfig(steps=2, batch_size=4, train_pool_size=4, max_seq_length=32))
+    read_for_training = []
+    original = Dataset.without_evidence
+
+    def spy(self):
+        view = original(self)
+        read_for_training.append(view)
+        return view
+
+    monkeypatch.setattr(Dataset, "without_evidence", spy)
+    result = run_pipeline(config, progress=False)
+
+    assert read_for_training and all(not any(judged for judged in split.values()) for view in read_for_training
+                                     for split in view.qrels.values())
+    pools = read_pools(tmp_path / "run" / "pools.parquet")
+    assert not any(c.is_gold for pool in pools.values() for c in pool)
+    record = json.loads((tmp_path / "run" / "models" / "uae" / "uae_training.json").read_text())
+    assert record["evidence"] is False and record["training"]["pool_selection"] == "utility_first"
+    assert record["selection"]["metric"] == "utility" and "map" not in record["selection"]["base"]
+    assert "infonce_gold" not in result.metrics and "uae" in result.metrics  # evaluation does read the qrels
+
+
+def test_dev_split_holds_out_whole_documents():
+    from uae.data.schema import Query
+    from uae.selection import split_dev
+
+    queries = [Query(f"q{i}", "?", ("a",), doc_id=f"d{i // 4}") for i in range(80)]  # 20 documents of 4 questions
+    documents = {q.id: q.doc_id for q in queries}
+    split = split_dev(queries, documents, fraction=0.1, min_questions=12, seed=1)
+    assert len(split.dev) == 12 and split.documents == 3  # max(8, 12) questions, whole documents
+    assert not {documents[q.id] for q in split.dev} & {documents[q.id] for q in split.train}
+    assert len(split.train) + len(split.dev) == 80
+    capped = split_dev(queries, documents, fraction=0.1, min_questions=50, seed=1)
+    assert len(capped.dev) == 20  # never more than a quarter of the questions
+    assert split_dev(queries, documents, fraction=0.0, min_questions=50).reason.startswith("model selection is off")
+    one_document = split_dev(queries[:4], documents, fraction=0.1, min_questions=1)
+    assert not one_document.dev and "fewer than 2 documents" in one_document.reason
