@@ -124,7 +124,7 @@ def build_tiny_lm(kind: str, folder: Path) -> Path:
     import torch
     from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
 
-    from uae.encoders import packaged_minilm_path
+    from uae.retrieval.encoders import packaged_minilm_path
 
     if (folder / "config.json").is_file():
         return folder
@@ -188,8 +188,8 @@ def build_setup(args: argparse.Namespace) -> Setup:
 def mine(setup: Setup, args: argparse.Namespace, work: Path):
     """Pools of the training questions (BM25 + the base encoder, RRF, gold kept): what the teachers label for training."""
     from uae.data.tables import read_pools, write_pools
-    from uae.mining import mine_pools
-    from uae.retriever import Retriever
+    from uae.retrieval.mining import mine_pools
+    from uae.retrieval.retriever import Retriever
 
     path = work / "train-pools.parquet"
     if path.is_file():
@@ -268,7 +268,7 @@ def _train(setup: Setup, pools, kind: str, utilities, targets, loss: str, args: 
 
 def system_scores(setup: Setup, students: dict[str, str], args: argparse.Namespace) -> dict[str, dict]:
     """``{system: {query_id: {passage_id: score}}}`` over the whole corpus: BM25 and every student (cosine)."""
-    from uae.bm25 import BM25Index
+    from uae.retrieval.bm25 import BM25Index
     from uae.cross_teacher import student_scores
 
     corpus = setup.dataset.corpus

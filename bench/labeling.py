@@ -57,7 +57,7 @@ BACKENDS = ("hf answer-only", "hf full-logits", "openai")
 
 def tokenizer_path() -> str:
     """The packaged MiniLM (WordPiece) tokenizer, used for the text of every backend."""
-    from uae.encoders import packaged_minilm_path
+    from uae.retrieval.encoders import packaged_minilm_path
 
     return str(packaged_minilm_path())
 

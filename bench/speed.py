@@ -106,7 +106,7 @@ class QueryEncoder:
     def __init__(self, model=None, dtype=None) -> None:
         import torch
 
-        from uae.encoders import load_encoder
+        from uae.retrieval.encoders import load_encoder
 
         self.model = model or load_encoder("minilm", device="cpu")
         self.tokenizer = self.model.tokenizer
@@ -246,7 +246,7 @@ def build_llm(folder: Path, shape: dict) -> Path:
     import torch
     from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
 
-    from uae.encoders import packaged_minilm_path
+    from uae.retrieval.encoders import packaged_minilm_path
 
     tokenizer = AutoTokenizer.from_pretrained(packaged_minilm_path(), local_files_only=True)
     config = Qwen2Config(**shape, max_position_embeddings=32768, tie_word_embeddings=True,
@@ -333,7 +333,7 @@ def make_rerankers(teacher) -> dict:
 def time_reranker(reranker, questions: list[str], passages: list[str], k: int, n_queries: int, budget_s: float, deadline: float) -> dict:
     """Warm up on 2 passages, then re-rank ``k`` passages per query until ``n_queries``, the row's budget or the deadline."""
     from uae.data.schema import Corpus, Passage, Query
-    from uae.retrieval_types import Hit
+    from uae.retrieval.types import Hit
 
     corpus = Corpus(Passage(f"p{i}", text) for i, text in enumerate(passages))
     reranker.rerank([Query("warm", questions[-1])], [[Hit("p0", 1.0), Hit("p1", 0.5)]], corpus, 2)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from uae.config import load_config
-from uae.data.beir import DataError
+from uae.errors import DataError
 
 
 def test_relative_paths_resolve_against_the_config_file(tmp_path):

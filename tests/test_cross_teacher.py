@@ -91,7 +91,7 @@ def test_teacher_agreement_over_shared_pools() -> None:
 
 
 def test_student_scores_rank_the_corpus_and_score_the_pool_with_cosines(tiny_encoder_dir: Path) -> None:
-    from uae.encoders import encode, load_encoder
+    from uae.retrieval.encoders import encode, load_encoder
 
     corpus = Corpus([Passage("a", "the island of iota", doc_id="x"), Passage("b", "a mountain called kappa", doc_id="x"),
                      Passage("c", "a river named lambda", doc_id="y")])

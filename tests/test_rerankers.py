@@ -19,7 +19,7 @@ from uae.rerankers.judge import JUDGE_TEMPLATES, JudgeReranker
 from uae.rerankers.oracle import OracleReranker
 from uae.rerankers.rankgpt import ParseStats, RankGPTReranker, parse_permutation, window_spans
 from uae.rerankers.upr import UPR_INSTRUCTION, UPR_TEMPLATES, UPRReranker
-from uae.retrieval_types import Hit
+from uae.retrieval.types import Hit
 from uae.teachers import DirichletTeacher, NLLRequest, load_teacher
 
 QUESTION = "where is the eiffel tower?"

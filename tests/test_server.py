@@ -17,9 +17,9 @@ from typer.testing import CliRunner
 from conftest import build_tiny_encoder
 from uae.cli import app as cli_app
 from uae.data.schema import Corpus, Passage
-from uae.encoders import encode
-from uae.index import DenseIndex
-from uae.retriever import Retriever
+from uae.retrieval.encoders import encode
+from uae.retrieval.index import DenseIndex
+from uae.retrieval.retriever import Retriever
 from uae.server import MicroBatcher, ServerSettings, create_app
 
 TOPICS = ["river", "castle", "engine", "garden", "violin", "glacier"]

@@ -173,7 +173,7 @@ def torch_equal(a, b) -> bool:
 
 def test_a_perfect_base_is_never_replaced(small, tiny_encoder_dir, tmp_path, capsys):
     """On a dev set where the base already ranks every gold passage first, no student can beat it."""
-    from uae.encoders import load_encoder
+    from uae.retrieval.encoders import load_encoder
     from uae.selection import score_dev
 
     corpus, queries, pools, utilities = small

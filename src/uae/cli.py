@@ -34,9 +34,9 @@ def _fail(message: str) -> None:
 
 def _guarded(action):
     """Run ``action``; input errors become one red line and exit code 2, not a traceback."""
-    from uae.data.beir import DataError
+    from uae.errors import DataError
     from uae.labeling import ManifestMismatch
-    from uae.retriever import ModelIndexMismatch
+    from uae.errors import ModelIndexMismatch
 
     try:
         return action()
@@ -98,9 +98,9 @@ def mine(
     """Mine candidate pools with BM25 + the base encoder, fused by reciprocal rank."""
     from uae.data.beir import read_dataset
     from uae.data.tables import write_pools
-    from uae.mining import mine_pools
+    from uae.retrieval.mining import mine_pools
     from uae.pipeline import report_skips
-    from uae.retriever import Retriever
+    from uae.retrieval.retriever import Retriever
 
     def action():
         dataset = read_dataset(data)
@@ -130,7 +130,8 @@ def label(
     gpus_per_worker: Annotated[Optional[float], typer.Option(help="--ray: GPUs per worker (default 1 if the cluster has GPUs, else 0)")] = None,
 ) -> None:
     """Score each pooled passage: the answer's NLL with and without it, per gold answer."""
-    from uae.data.beir import DataError, read_dataset
+    from uae.errors import DataError
+    from uae.data.beir import read_dataset
     from uae.data.tables import read_pools
     from uae.labeling import label_pools
     from uae.teachers import load_teacher
@@ -206,7 +207,8 @@ def train(
     Defaults are those of `uae run` (examples/config.yaml).
     """
     from uae.config import RunConfig, SelectionConfig, TrainingConfig
-    from uae.data.beir import DataError, read_dataset
+    from uae.errors import DataError
+    from uae.data.beir import read_dataset
     from uae.data.tables import read_pools
     from uae.labeling import read_labels
     from uae.pipeline import report_skips, stage_train
@@ -320,8 +322,8 @@ def index(
 ) -> None:
     """Encode the corpus with MODEL and write a FAISS index bound to it."""
     from uae.data.beir import read_dataset
-    from uae.index import IndexConfig
-    from uae.retriever import Retriever
+    from uae.retrieval.index import IndexConfig
+    from uae.retrieval.retriever import Retriever
 
     def action():
         options = {"hnsw_m": hnsw_m, "ef_construction": ef_construction, "ef_search": ef_search, "nlist": nlist,
@@ -343,7 +345,7 @@ def search(
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
 ) -> None:
     """Search an index with the model it was built with."""
-    from uae.retriever import Retriever
+    from uae.retrieval.retriever import Retriever
 
     def action():
         retriever = Retriever.load(index_dir)
@@ -382,7 +384,7 @@ def serve(
         os.environ["OMP_NUM_THREADS"] = str(threads)  # read by the OpenMP runtimes of torch and FAISS when they load
     import uvicorn
 
-    from uae.retriever import Retriever
+    from uae.retrieval.retriever import Retriever
     from uae.server import ServerSettings, create_app
 
     def action():

@@ -13,8 +13,8 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from uae.data.beir import DataError
-from uae.encoders import DEFAULT_ENCODER
+from uae.errors import DataError
+from uae.retrieval.encoders import DEFAULT_ENCODER
 from uae.targets import TargetConfig
 
 LossName = Literal["um_infonce", "infonce_gold", "hard_utility", "pool_kl", "margin_mse"]

@@ -486,7 +486,7 @@ def student_scores(model_path: str, queries: Sequence[Query], corpus: Corpus, po
     Returns:
         ``(run, pool scores)``: ``{query_id: {passage_id: cosine}}`` for the top-``depth`` and for the pool.
     """
-    from uae.encoders import encode, load_encoder
+    from uae.retrieval.encoders import encode, load_encoder
 
     model = load_encoder(model_path, max_seq_length=max_seq_length)
     passages = encode(model, corpus.texts, batch_size, "encoding passages", progress)

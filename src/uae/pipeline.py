@@ -27,16 +27,16 @@ from pathlib import Path
 
 from rich.console import Console
 
-from uae.bm25 import BM25Index
+from uae.retrieval.bm25 import BM25Index
 from uae.config import GenerationConfig, RunConfig
 from uae.data.beir import read_dataset
 from uae.data.schema import Dataset, Query, SkipReport
 from uae.data.tables import Pools, read_pools, write_pools
 from uae.labeling import label_pools, read_labels
-from uae.mining import mine_pools
+from uae.retrieval.mining import mine_pools
 from uae.rerankers import Reranker, latency_summary, rerank_run
-from uae.retrieval_types import Run, hits_to_run
-from uae.retriever import Retriever
+from uae.retrieval.types import hits_to_run, Run
+from uae.retrieval.retriever import Retriever
 from uae.targets import utilities_from_nlls
 from uae.teachers import Teacher, load_teacher
 from uae.training import DEV_CURVE, build_training_rows, label_kind_of, read_training_log, train_model

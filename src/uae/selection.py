@@ -154,7 +154,7 @@ def score_dev(model, dev: DevSet, batch_size: int = 64) -> dict[str, float]:
 
     Each question's mined pool is re-ranked by cosine similarity to the question.
     """
-    from uae.encoders import encode
+    from uae.retrieval.encoders import encode
 
     ids = list(dev.texts)
     passages = encode(model, [dev.texts[pid] for pid in ids], batch_size, "dev passages", progress=False)

@@ -31,7 +31,7 @@ import numpy as np
 from uae.config import SelectionConfig, TrainingConfig
 from uae.data.schema import Corpus, Query, SkipReport
 from uae.data.tables import Candidate, Pools
-from uae.encoders import load_encoder
+from uae.retrieval.encoders import load_encoder
 from uae.losses import LOSSES
 from uae.targets import TargetConfig, row_target
 

@@ -1,6 +1,7 @@
 """Data model, readers and writers (BEIR layout, parquet tables), and dataset builders."""
 
-from uae.data.beir import DataError, read_dataset, write_dataset
+from uae.errors import DataError
+from uae.data.beir import read_dataset, write_dataset
 from uae.data.schema import Corpus, Dataset, Passage, Qrels, Query, SkipReport
 from uae.data.tables import Candidate, NLLRecord, Pools, read_nlls, read_pools, write_pools
 

@@ -29,7 +29,8 @@ from pathlib import Path
 import numpy as np
 
 from uae.data.schema import Corpus, Query
-from uae.evaluation.metrics import MetricResult, Run, metric_result, normalize_answer, rank_passages
+from uae.evaluation.metrics import MetricResult, metric_result, normalize_answer, rank_passages
+from uae.retrieval.types import Run
 from uae.generators import GenerationRequest, Generator
 
 GENERATION_METRICS: tuple[str, ...] = ("token_f1", "em")

@@ -46,11 +46,9 @@ import numpy as np
 from scipy import stats
 
 from uae.data.schema import Qrels, SkipReport
+from uae.retrieval.types import Run
 
 log = logging.getLogger(__name__)
-
-Run = dict[str, dict[str, float]]
-"""``{query_id: {passage_id: score}}``; a higher score ranks a passage higher."""
 
 Test = Literal["student", "fisher"]
 

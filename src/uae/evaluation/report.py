@@ -19,7 +19,8 @@ from matplotlib.figure import Figure
 from rich.console import Console
 from rich.table import Table
 
-from uae.evaluation.metrics import Comparison, MetricResult, Run, rank_passages
+from uae.evaluation.metrics import Comparison, MetricResult, rank_passages
+from uae.retrieval.types import Run
 
 Metrics = Mapping[str, Mapping[str, float]]
 """``{system: {metric: value}}``."""

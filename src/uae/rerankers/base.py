@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from uae.data.schema import Corpus, Query
-from uae.retrieval_types import Hit, Run
+from uae.retrieval.types import Hit, Run
 from uae.teachers.base import Teacher
 
 

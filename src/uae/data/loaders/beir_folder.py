@@ -12,7 +12,8 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from uae.data.beir import DataError, read_dataset
+from uae.errors import DataError
+from uae.data.beir import read_dataset
 from uae.data.loaders.common import Loaded, Source, read_jsonl, unique_texts
 from uae.data.schema import Query, SkipReport
 

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from uae.data.beir import DataError, json_object
+from uae.errors import DataError
+from uae.data.beir import json_object
 from uae.data.schema import Corpus, Dataset, Passage, Qrels, Query, SkipReport
 
 Source = str | os.PathLike | Sequence[str | os.PathLike]

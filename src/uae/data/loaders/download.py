@@ -16,13 +16,10 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from uae.errors import DownloadError
 from uae.data.loaders.registry import DatasetInfo, RemoteFile, dataset_info
 
 DATA_HOME_ENV = "UAE_DATA_HOME"
-
-
-class DownloadError(ValueError):
-    """A file could not be fetched, or its checksum does not match."""
 
 
 @dataclass(frozen=True)
