@@ -3,7 +3,7 @@
 Every backend labels the same pools with ``uae.labeling.label_pools`` in a fresh process (so
 peak memory is its own): ``hf`` scoring answer positions only (the default), ``hf`` forced to
 the full-logits path (the LM head over every position, as a plain ``model(...).logits`` does),
-and ``openai`` against ``uae.teachers.testing_server`` serving the same model on 127.0.0.1 (the
+and ``openai`` against ``uae.testing`` serving the same model on 127.0.0.1 (the
 server computes full logits per prompt, one prompt at a time, so this measures the client and
 protocol, not vLLM).
 
@@ -97,7 +97,7 @@ def count_tokens(corpus, queries, pools) -> int:
 
     from uae.labeling import requests_for_query
     from uae.teachers.base import PromptTemplates
-    from uae.teachers.hf import encode_prompt_answer
+    from uae.teachers.causal_lm import encode_prompt_answer
 
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_path(), local_files_only=True)
     bos = 0 if tokenizer.bos_token_id is None else 1
@@ -175,8 +175,8 @@ class _teacher:
 
     def __enter__(self):
         from uae.teachers.hf import HFTeacher
-        from uae.teachers.openai_compat import OpenAICompatTeacher
-        from uae.teachers.testing_server import serve
+        from uae.teachers.openai import OpenAICompatTeacher
+        from uae.testing import serve
 
         if self.backend == "openai":
             self._server = serve(self.model_dir, tokenizer=tokenizer_path())

@@ -320,14 +320,14 @@ def choose_dtype_and_threads(teacher, passages: list[str], rounds: int = 2) -> t
 def make_rerankers(teacher) -> dict:
     """UPR, judge and RankGPT on one loaded model (shallow teacher copies carry each method's templates)."""
     from uae.rerankers.judge import JUDGE_TEMPLATES, JudgeReranker
-    from uae.rerankers.lm import HFGenerator
+    from uae.teachers.causal_lm import GreedyGenerator
     from uae.rerankers.rankgpt import RankGPTReranker
     from uae.rerankers.upr import UPR_TEMPLATES, UPRReranker
 
     upr_teacher, judge_teacher = copy.copy(teacher), copy.copy(teacher)
     upr_teacher.templates, judge_teacher.templates = UPR_TEMPLATES, JUDGE_TEMPLATES
     return {"upr": UPRReranker(upr_teacher), "judge": JudgeReranker(judge_teacher),
-            "rankgpt": RankGPTReranker(HFGenerator(teacher), window=20, step=10)}
+            "rankgpt": RankGPTReranker(GreedyGenerator(teacher), window=20, step=10)}
 
 
 def time_reranker(reranker, questions: list[str], passages: list[str], k: int, n_queries: int, budget_s: float, deadline: float) -> dict:

@@ -85,7 +85,7 @@ class GenerationConfig(_Strict):
 
     backend: str = Field("extractive", description="extractive | extractive:mode=sentence | hf:<model> | openai:<base_url>")
     k: int = Field(5, ge=1, description="retrieved passages given to the reader")
-    prompt: str | None = Field(None, description="LM readers: template with {context} and {question} (default: uae.generators.DEFAULT_PROMPT)")
+    prompt: str | None = Field(None, description="LM readers: template with {context} and {question} (default: uae.evaluation.readers.DEFAULT_PROMPT)")
     max_new_tokens: int = Field(32, ge=1, description="LM readers: most tokens generated per answer")
 
 

@@ -345,7 +345,7 @@ def stage_eval(config: RunConfig, dataset: Dataset, models: dict[str, Path], uti
     generation = generation or config.generation
     answer_section = None
     if generation is not None:
-        from uae.evaluation.generation import add_answer_quality
+        from uae.evaluation.answer_quality import add_answer_quality
 
         answer_section = add_answer_quality(generation, runs, queries, dataset.corpus, out / "generations", metrics, comparison, progress)
     write_metrics_json(out / "metrics.json", metrics)
