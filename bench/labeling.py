@@ -1,6 +1,6 @@
 """Labeling throughput per teacher backend, and answer-only scoring against full-logits scoring.
 
-Every backend labels the same pools with ``uae.labeling.label_pools`` in a fresh process (so
+Every backend labels the same pools with ``uae.labeling.local.label_pools`` in a fresh process (so
 peak memory is its own): ``hf`` scoring answer positions only (the default), ``hf`` forced to
 the full-logits path (the LM head over every position, as a plain ``model(...).logits`` does),
 and ``openai`` against ``uae.testing`` serving the same model on 127.0.0.1 (the
@@ -95,7 +95,7 @@ def count_tokens(corpus, queries, pools) -> int:
     """Prompt + answer tokens of every request, tokenised as the hf teacher does."""
     from transformers import AutoTokenizer
 
-    from uae.labeling import requests_for_query
+    from uae.labeling.jobs import requests_for_query
     from uae.teachers.base import PromptTemplates
     from uae.teachers.causal_lm import encode_prompt_answer
 

@@ -42,7 +42,6 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import numpy as np  # noqa: E402
-
 from common import SHARED_DATA, command_line, machine  # noqa: E402  (bench/ is on sys.path when a script runs)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -320,9 +319,9 @@ def choose_dtype_and_threads(teacher, passages: list[str], rounds: int = 2) -> t
 def make_rerankers(teacher) -> dict:
     """UPR, judge and RankGPT on one loaded model (shallow teacher copies carry each method's templates)."""
     from uae.rerankers.judge import JUDGE_TEMPLATES, JudgeReranker
-    from uae.teachers.causal_lm import GreedyGenerator
     from uae.rerankers.rankgpt import RankGPTReranker
     from uae.rerankers.upr import UPR_TEMPLATES, UPRReranker
+    from uae.teachers.causal_lm import GreedyGenerator
 
     upr_teacher, judge_teacher = copy.copy(teacher), copy.copy(teacher)
     upr_teacher.templates, judge_teacher.templates = UPR_TEMPLATES, JUDGE_TEMPLATES

@@ -11,7 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from uae.cross_teacher import (
+from uae.data.schema import Corpus, Passage, Query
+from uae.data.tables import NO_PASSAGE, NLLRecord, nll_records_to_table, write_table
+from uae.evaluation.cross_teacher import (
     PoolContribution,
     grade_query,
     graded_qrels,
@@ -23,8 +25,6 @@ from uae.cross_teacher import (
     teacher_agreement,
     utility_ndcg,
 )
-from uae.data.schema import Corpus, Passage, Query
-from uae.data.tables import NO_PASSAGE, NLLRecord, nll_records_to_table, write_table
 from uae.teachers import DirichletTeacher
 
 

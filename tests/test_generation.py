@@ -10,8 +10,7 @@ from typer.testing import CliRunner
 
 from uae.cli import app
 from uae.evaluation.answer_quality import answer_scores, exact_match, qasper_answer_f1, read_generations, token_f1
-from uae.evaluation.readers import ExtractiveReader, ReaderRequest, HFReader, OpenAIReader, load_reader
-
+from uae.evaluation.readers import ExtractiveReader, HFReader, OpenAIReader, ReaderRequest, load_reader
 
 # ---- metrics ---------------------------------------------------------------------------------
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from uae.retrieval.bm25 import BM25Index
 from uae.data.schema import Corpus, Passage
+from uae.retrieval.bm25 import BM25Index
 from uae.retrieval.mining import build_pool, reciprocal_rank_fusion
 from uae.retrieval.types import Hit
 

@@ -9,8 +9,8 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from uae.teachers import NLLRequest, PromptTemplates, load_teacher
-from uae.teachers.hf import HFTeacher
 from uae.teachers.causal_lm import encode_prompt_answer, token_budget_batches
+from uae.teachers.hf import HFTeacher
 
 WITH_PASSAGE = NLLRequest(
     question="where is the eiffel tower?",

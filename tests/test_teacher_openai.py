@@ -13,11 +13,11 @@ from typer.testing import CliRunner
 
 from uae.cli import app
 from uae.data.schema import Passage
+from uae.errors import PromptLogprobsUnavailable, TeacherServerError
 from uae.labeling import label_pools, read_labels
 from uae.teachers import NLLRequest, load_teacher
 from uae.teachers.hf import HFTeacher
 from uae.teachers.openai import OpenAICompatTeacher, PromptToken, answer_token_indices
-from uae.errors import PromptLogprobsUnavailable, TeacherServerError
 from uae.testing import serve
 
 REQUESTS = [

@@ -7,11 +7,11 @@ import json
 import numpy as np
 import pytest
 
-from uae.config import SelectionConfig, TrainingConfig
+from uae.config import SelectionConfig, TargetConfig, TrainingConfig
 from uae.data.schema import Corpus, Passage, Query
 from uae.data.tables import Candidate
-from uae.targets import TargetConfig
-from uae.training import build_training_rows, select_pool, train_model
+from uae.training.rows import build_training_rows, select_pool
+from uae.training.trainer import train_model
 
 
 @pytest.fixture
@@ -132,7 +132,7 @@ def test_down_weighted_and_masked_rows_are_counted(small):
 
 
 def dev_fixture(small):
-    from uae.selection import DevSet
+    from uae.training.selection import DevSet
 
     corpus, queries, pools, utilities = small
     dev_queries = [Query("d0", "text number 5", ("answer",)), Query("d1", "text number 7", ("answer",))]
@@ -174,14 +174,14 @@ def torch_equal(a, b) -> bool:
 def test_a_perfect_base_is_never_replaced(small, tiny_encoder_dir, tmp_path, capsys):
     """On a dev set where the base already ranks every gold passage first, no student can beat it."""
     from uae.retrieval.encoders import load_encoder
-    from uae.selection import score_dev
+    from uae.training.selection import score_dev
 
     corpus, queries, pools, utilities = small
     dev = dev_fixture(small)
     base_scores = score_dev(load_encoder(str(tiny_encoder_dir)), dev)
     perfect = dev if base_scores["map"] == 1.0 else None
     if perfect is None:  # make it perfect: each dev question's only candidate is its gold passage and one copy of it
-        from uae.selection import DevSet
+        from uae.training.selection import DevSet
 
         perfect = DevSet(dev.queries, {"d0": ["p5"], "d1": ["p7"]}, {"p5": dev.texts["p5"], "p7": dev.texts["p7"]}, dev.answers,
                          dev.qrels, None, 2)

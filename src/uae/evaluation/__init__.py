@@ -1,16 +1,16 @@
 """Evaluation: retrieval metrics with significance tests, answer recall, reports and plots."""
 
 from uae.evaluation.metrics import (
+    DEFAULT_METRICS,
+    Comparison,
+    MetricResult,
     answer_recall_at_k,
     compare,
-    Comparison,
-    DEFAULT_METRICS,
     evaluable_qrels,
     evaluate,
     interval_kind,
     mean_interval,
     metric_result,
-    MetricResult,
     normalize_answer,
     paired_p_value,
     per_query,

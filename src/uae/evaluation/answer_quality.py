@@ -29,10 +29,10 @@ from pathlib import Path
 import numpy as np
 
 from uae.data.schema import Corpus, Query
-from uae.io import atomic_write_text
 from uae.evaluation.metrics import MetricResult, metric_result, normalize_answer, rank_passages
-from uae.retrieval.types import Run
 from uae.evaluation.readers import Reader, ReaderRequest
+from uae.io import atomic_write_text
+from uae.retrieval.types import Run
 
 GENERATION_METRICS: tuple[str, ...] = ("token_f1", "em")
 

@@ -306,7 +306,7 @@ def write_report(
 def training_summary(models: Mapping[str, str | os.PathLike]) -> str:
     """A Markdown table of how each model was really trained, read from its model folder.
 
-    One row per model from ``uae_training.json`` (written by ``uae.training.train_model``):
+    One row per model from ``uae_training.json`` (written by ``uae.training.trainer.train_model``):
     loss, teacher, teacher and student temperatures, steps x batch, training rows (and skipped
     queries), learning rate, the dev model selection's outcome when the record has one, and the
     trainer's wall time (``train_runtime`` of ``training_log.json``). Missing keys show as ``-``;
@@ -322,7 +322,7 @@ def training_summary(models: Mapping[str, str | os.PathLike]) -> str:
     Raises:
         ValueError: A record or log is not valid JSON, or a record is not a JSON object (names the file).
     """
-    from uae.training import TRAINING_LOG, TRAINING_RECORD
+    from uae.training.trainer import TRAINING_LOG, TRAINING_RECORD
 
     records = {name: _read_json(Path(folder) / TRAINING_RECORD) for name, folder in models.items()}
     with_selection = any(isinstance(r, dict) and "selection" in r for r in records.values())
@@ -368,7 +368,7 @@ def _record_cells(record: Mapping) -> list[str]:
 
 
 def _is_gold_loss(name: object) -> bool:
-    from uae.losses import LOSSES
+    from uae.training.losses import LOSSES
 
     return isinstance(name, str) and name in LOSSES and LOSSES[name].label_kind == "gold"
 
@@ -488,7 +488,7 @@ def plot_dev_curve(outcome, path: str | os.PathLike) -> Path:
     """Dev metrics of the student against training steps, the base encoder's as dashed lines.
 
     Args:
-        outcome: a :class:`uae.selection.SelectionOutcome` (its history, base scores, best step).
+        outcome: a :class:`uae.training.selection.SelectionOutcome` (its history, base scores, best step).
         path: PNG to write.
     """
     fig, ax = _figure(width=7.0)

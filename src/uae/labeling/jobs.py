@@ -1,22 +1,18 @@
-"""Run a teacher over candidate pools: answer NLLs with and without each passage.
+"""A labeling job: what to score, the parts it is cut into, its manifest, and the table it ends with.
 
-This is the expensive step (queries x candidates LM passes), so it is built to survive:
+Labeling is the expensive step (queries x candidates LM passes), so it is built to survive:
 work is split into parts of whole queries; each finished part is written to
 ``parts/part-NNNNN.parquet`` through a temporary name; ``manifest.json`` records what the
-job is (teacher, prompts, pools). Rerunning the same command skips finished parts, so a
-crash loses at most the part in flight and never duplicates a row. When every part is
-done, they are concatenated into ``nlls.parquet``.
-
-The no-passage NLL of each (query, answer) is computed once and reused for every passage.
+job is (its fingerprint: teacher, prompts, pools). Rerunning the same job skips finished parts,
+so a crash loses at most the parts in flight and never duplicates a row. When every part is
+done, they are concatenated into ``nlls.parquet``. The runners (:mod:`uae.labeling.local`,
+:mod:`uae.labeling.ray`) share this module, so a job started by one can be finished by the other.
 
 Input is checked before any LM pass: a query listed twice, a pool that names a passage absent
 from the corpus or lists one passage twice, is an error naming the query; a query without a
 usable answer or without a pool is skipped, and an unusable answer among several is left out
 (its ``answer_index`` is kept for the others), each counted in the summary, naming the query (see
-:func:`answer_problem` for what makes an answer unusable). Passages cut to fit
-the model's context are counted as ``truncated_passages``. The progress bar shows pairs/s and,
-for teachers that count the tokens they feed the model (an int attribute ``tokens_processed``),
-tokens/s.
+:func:`answer_problem` for what makes an answer unusable).
 """
 
 from __future__ import annotations
@@ -24,24 +20,22 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from rich.progress import ProgressColumn, Task
-from rich.text import Text
 
 from uae.data.schema import Corpus, Query, SkipReport
-from uae.data.tables import NLL_SCHEMA, NO_PASSAGE, NLLRecord, Pools, nll_records_to_table, read_nlls, read_table, write_table
-from uae.progress import progress_bar
-from uae.teachers.base import NLLRequest, Teacher
+from uae.data.tables import NLL_SCHEMA, NO_PASSAGE, NLLRecord, Pools, read_nlls, read_table, write_table
+from uae.errors import ManifestMismatch
+from uae.io import atomic_write_json
+from uae.teachers.base import NLLRequest
 from uae.teachers.dirichlet import tokenize
 
 NLLS_FILE = "nlls.parquet"
+MANIFEST_FILE = "manifest.json"
 EMPTY_ANSWER = "empty answer"
 NO_WORD_TOKENS = "answer without word tokens"
 
@@ -77,10 +71,6 @@ class LabelingSummary:
         }
 
 
-class ManifestMismatch(RuntimeError):
-    """The output folder holds a labeling job that differs from the one asked for."""
-
-
 def answer_problem(answer: str) -> str | None:
     """Why ``answer`` cannot be labelled (:data:`EMPTY_ANSWER`, :data:`NO_WORD_TOKENS`), or ``None`` when it can.
 
@@ -111,98 +101,110 @@ def requests_for_query(query: Query, passage_ids: Sequence[str], corpus: Corpus)
     return requests, keys
 
 
-def label_pools(
-    queries: Sequence[Query],
-    pools: Pools,
-    corpus: Corpus,
-    teacher: Teacher,
-    out_dir: str | os.PathLike,
-    part_queries: int = 64,
-    chunk_requests: int = 256,
-    progress: bool = True,
-) -> LabelingSummary:
-    """Score every pool with ``teacher`` and write ``out_dir/nlls.parquet`` (resumable).
+@dataclass
+class LabelingJob:
+    """The queries of one labeling folder, checked and cut into parts, and what is on disk of them.
 
-    Args:
-        queries: Queries to label; those without a usable answer or a pool are skipped and counted.
-        pools: Candidate pools, ``{query_id: [Candidate, ...]}``.
-        corpus: Passage texts.
-        teacher: Any :class:`~uae.teachers.base.Teacher`.
-        out_dir: Folder for parts, manifest and the final table.
-        part_queries: Queries per part file (the unit of resumption).
-        chunk_requests: Requests per ``teacher.score`` call (the unit of progress).
-        progress: Show a progress bar.
+    Build one with :meth:`plan`; a runner then calls :meth:`check_manifest`, labels the
+    :meth:`pending` parts (:meth:`write_part` each) and ends with :meth:`finish`.
+
+    Attributes:
+        out_dir: The labeling folder.
+        parts: The usable queries, ``part_queries`` per part, in input order.
+        pools: The candidate pools.
+        summary: What the run did; the plan fills its queries and skips.
     """
-    out_dir = Path(out_dir)
-    summary = LabelingSummary(teacher=teacher.describe())
-    parts = _plan_parts(queries, pools, corpus, part_queries, summary)
-    _check_manifest(out_dir, teacher, parts, pools)
-    teacher.fit(corpus.texts)
 
-    pending = _pending_parts(out_dir, len(parts))
-    summary.parts_reused = len(parts) - len(pending)
-    total = sum(_pair_count(q, pools) for n in pending for q in parts[n])
-    started = time.perf_counter()
-    with labeling_progress(total, f"labeling with {teacher.name}", enabled=progress) as advance:
-        for n in pending:
-            records = _label_part(parts[n], pools, corpus, teacher, chunk_requests, advance)
-            write_table(nll_records_to_table(records), _part_path(out_dir, n))
-    summary.seconds = time.perf_counter() - started
-    summary.tokens = advance.tokens
-    return _finish(out_dir, len(parts), summary)
+    out_dir: Path
+    parts: list[list[Query]]
+    pools: Pools
+    summary: LabelingSummary
 
+    @classmethod
+    def plan(cls, queries: Sequence[Query], pools: Pools, corpus: Corpus, out_dir: str | os.PathLike, part_queries: int,
+             teacher: dict) -> LabelingJob:
+        """Check the queries and their pools, count what is skipped, and cut the usable queries into parts.
 
-class ProgressCounter:
-    """``advance(pairs, tokens=None)`` for the labeling bar; keeps the running token total."""
+        Args:
+            queries: Queries to label; those without a usable answer or a pool are skipped and counted.
+            pools: Candidate pools, ``{query_id: [Candidate, ...]}``.
+            corpus: Passage texts (to check the pools against).
+            out_dir: The labeling folder.
+            part_queries: Queries per part file (the unit of resumption).
+            teacher: The teacher's description (``Teacher.describe()``), part of the job's fingerprint.
 
-    def __init__(self, advance_bar: Callable[..., None]):
-        self._advance_bar = advance_bar
-        self.tokens: int | None = None
+        Raises:
+            ValueError: ``part_queries < 1``, a query listed twice, or a bad pool.
+        """
+        if part_queries < 1:
+            raise ValueError(f"part_queries must be at least 1, got {part_queries}")
+        summary = LabelingSummary(teacher=teacher)
+        todo = _usable(queries, pools, corpus, summary.skipped)
+        summary.queries = len(todo)
+        parts = [todo[i : i + part_queries] for i in range(0, len(todo), part_queries)]
+        return cls(Path(out_dir), parts, pools, summary)
 
-    def __call__(self, pairs: int, tokens: int | None = None) -> None:
-        if tokens is not None:
-            self.tokens = (self.tokens or 0) + tokens
-        self._advance_bar(pairs, self.tokens)
+    def fingerprint(self) -> str:
+        """A hash of the parts (query ids, texts, answers, pools) and the teacher's description."""
+        digest = hashlib.sha256()
+        for part in self.parts:
+            for query in part:
+                digest.update(json.dumps([query.id, query.text, query.answers, [c.passage_id for c in self.pools[query.id]]]).encode())
+            digest.update(b"|")
+        digest.update(json.dumps(self.summary.teacher, sort_keys=True, default=str).encode())
+        return digest.hexdigest()
 
+    def check_manifest(self) -> None:
+        """Write ``manifest.json``, or check that the one there describes this job.
 
-class _TokenRateColumn(ProgressColumn):
-    """Tokens per second since the start, when the teacher reports tokens."""
+        Raises:
+            ManifestMismatch: the folder holds labels of another job.
+        """
+        manifest_path = self.out_dir / MANIFEST_FILE
+        manifest = {
+            "job": self.fingerprint(),
+            "teacher": self.summary.teacher,
+            "parts": len(self.parts),
+            "queries": sum(len(p) for p in self.parts),
+        }
+        if manifest_path.is_file():
+            existing = json.loads(manifest_path.read_text())
+            if existing.get("job") != manifest["job"]:
+                raise ManifestMismatch(
+                    f"{self.out_dir} holds labels of another job (teacher {existing.get('teacher', {}).get('teacher')!r}, "
+                    f"{existing.get('queries')} queries); use a new output folder or delete it to start over"
+                )
+            return
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(manifest_path, manifest)
 
-    def render(self, task: Task) -> Text:
-        tokens, elapsed = task.fields.get("tokens"), task.elapsed
-        if tokens is None or not elapsed:
-            return Text("")
-        return Text(f"{tokens / elapsed:,.0f} tok/s", style="progress.data.speed")
+    def part_path(self, number: int) -> Path:
+        """Where part ``number`` is written."""
+        return self.out_dir / "parts" / f"part-{number:05d}.parquet"
 
+    def pending(self) -> list[int]:
+        """The numbers of the parts not on disk yet (the others are reused); counts them in the summary."""
+        pending = [n for n in range(len(self.parts)) if not self.part_path(n).is_file()]
+        self.summary.parts_reused = len(self.parts) - len(pending)
+        return pending
 
-@contextmanager
-def labeling_progress(total: int, description: str, enabled: bool = True) -> Iterator[ProgressCounter]:
-    """Yield a :class:`ProgressCounter`; the bar shows pairs done/total, pairs/s, tokens/s, elapsed time and ETA."""
-    with progress_bar(total, description, "pairs", enabled, (_TokenRateColumn(),), tokens=None) as advance:
-        yield ProgressCounter(lambda pairs, tokens: advance(pairs, tokens=tokens))
+    def pair_count(self, numbers: Iterable[int]) -> int:
+        """(query, passage or none, answer) pairs the parts ``numbers`` score: the unit of progress."""
+        return sum(_pair_count(query, self.pools) for n in numbers for query in self.parts[n])
 
+    def write_part(self, number: int, table: pa.Table) -> None:
+        """Write part ``number``'s rows (through a temporary name)."""
+        write_table(table, self.part_path(number))
 
-def _plan_parts(queries: Sequence[Query], pools: Pools, corpus: Corpus, part_queries: int, summary: LabelingSummary) -> list[list[Query]]:
-    """The usable queries, checked and counted into ``summary``, cut into parts of ``part_queries``."""
-    if part_queries < 1:
-        raise ValueError(f"part_queries must be at least 1, got {part_queries}")
-    todo = _usable(queries, pools, corpus, summary.skipped)
-    summary.queries = len(todo)
-    return [todo[i : i + part_queries] for i in range(0, len(todo), part_queries)]
-
-
-def _pending_parts(out_dir: Path, count: int) -> list[int]:
-    return [n for n in range(count) if not _part_path(out_dir, n).is_file()]
-
-
-def _finish(out_dir: Path, count: int, summary: LabelingSummary) -> LabelingSummary:
-    """Concatenate the parts into ``nlls.parquet``, count pairs and truncations, write the summary."""
-    table = _concatenate_parts(out_dir, count)
-    summary.pairs = int(pc.sum(pc.not_equal(table["passage_id"], NO_PASSAGE)).as_py() or 0)
-    summary.truncated = int(pc.sum(table["truncated"]).as_py() or 0)
-    write_table(table, out_dir / NLLS_FILE)
-    _write_json(out_dir / "labeling_summary.json", summary.to_dict())
-    return summary
+    def finish(self) -> LabelingSummary:
+        """Concatenate the parts into ``nlls.parquet``, count pairs and truncations, write ``labeling_summary.json``."""
+        tables = [read_table(self.part_path(n), NLL_SCHEMA) for n in range(len(self.parts))]
+        table = pa.concat_tables(tables) if tables else NLL_SCHEMA.empty_table()
+        self.summary.pairs = int(pc.sum(pc.not_equal(table["passage_id"], NO_PASSAGE)).as_py() or 0)
+        self.summary.truncated = int(pc.sum(table["truncated"]).as_py() or 0)
+        write_table(table, self.out_dir / NLLS_FILE)
+        atomic_write_json(self.out_dir / "labeling_summary.json", self.summary.to_dict())
+        return self.summary
 
 
 def _usable(queries: Sequence[Query], pools: Pools, corpus: Corpus, skipped: SkipReport) -> list[Query]:
@@ -240,76 +242,18 @@ def _pair_count(query: Query, pools: Pools) -> int:
     return sum(answer_problem(answer) is None for answer in query.answers) * (len(pools[query.id]) + 1)
 
 
-def _tokens_seen(teacher: Teacher) -> int | None:
-    count = getattr(teacher, "tokens_processed", None)
-    return count if isinstance(count, int) else None
-
-
-def _label_part(part: Sequence[Query], pools: Pools, corpus: Corpus, teacher: Teacher, chunk: int,
-                advance: Callable[[int, int | None], None]) -> list[NLLRecord]:
-    requests: list[NLLRequest] = []
-    keys: list[tuple[str, str, int]] = []
-    for query in part:
-        query_requests, query_keys = requests_for_query(query, [c.passage_id for c in pools[query.id]], corpus)
-        requests += query_requests
-        keys += [(query.id, pid, answer_index) for pid, answer_index in query_keys]
-    records: list[NLLRecord] = []
-    for start in range(0, len(requests), chunk):
-        before = _tokens_seen(teacher)
-        results = teacher.score(requests[start : start + chunk])
-        after = _tokens_seen(teacher)
-        for (qid, pid, answer_index), result in zip(keys[start : start + chunk], results):
-            records.append(NLLRecord(qid, pid, answer_index, result.nll, result.answer_tokens, result.truncated))
-        advance(len(results), None if before is None or after is None else after - before)
-    return records
-
-
-def _part_path(out_dir: Path, number: int) -> Path:
-    return out_dir / "parts" / f"part-{number:05d}.parquet"
-
-
-def _job_fingerprint(teacher: Teacher, parts: list[list[Query]], pools: Pools) -> str:
-    digest = hashlib.sha256()
-    for part in parts:
-        for query in part:
-            digest.update(json.dumps([query.id, query.text, query.answers, [c.passage_id for c in pools[query.id]]]).encode())
-        digest.update(b"|")
-    digest.update(json.dumps(teacher.describe(), sort_keys=True, default=str).encode())
-    return digest.hexdigest()
-
-
-def _check_manifest(out_dir: Path, teacher: Teacher, parts: list[list[Query]], pools: Pools) -> None:
-    manifest_path = out_dir / "manifest.json"
-    manifest = {
-        "job": _job_fingerprint(teacher, parts, pools),
-        "teacher": teacher.describe(),
-        "parts": len(parts),
-        "queries": sum(len(p) for p in parts),
-    }
-    if manifest_path.is_file():
-        existing = json.loads(manifest_path.read_text())
-        if existing.get("job") != manifest["job"]:
-            raise ManifestMismatch(
-                f"{out_dir} holds labels of another job (teacher {existing.get('teacher', {}).get('teacher')!r}, "
-                f"{existing.get('queries')} queries); use a new output folder or delete it to start over"
-            )
-        return
-    out_dir.mkdir(parents=True, exist_ok=True)
-    _write_json(manifest_path, manifest)
-
-
-def _concatenate_parts(out_dir: Path, count: int) -> pa.Table:
-    tables = [read_table(_part_path(out_dir, n), NLL_SCHEMA) for n in range(count)]
-    return pa.concat_tables(tables) if tables else NLL_SCHEMA.empty_table()
-
-
-def _write_json(path: Path, payload: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2, default=str))
-    os.replace(tmp, path)
-
-
 def read_labels(out_dir: str | os.PathLike) -> list[NLLRecord]:
     """The NLL records of a finished labeling folder (or of an ``nlls.parquet`` file)."""
     path = Path(out_dir)
     return read_nlls(path / NLLS_FILE if path.is_dir() else path)
+
+
+def teacher_name(labels: str | os.PathLike) -> str:
+    """The teacher recorded in a labels folder's ``manifest.json`` (or beside ``nlls.parquet``); else the path."""
+    path = Path(labels)
+    manifest = (path if path.is_dir() else path.parent) / MANIFEST_FILE
+    if manifest.is_file():
+        teacher = json.loads(manifest.read_text()).get("teacher", {})
+        if isinstance(teacher, dict) and teacher.get("teacher"):
+            return str(teacher["teacher"])
+    return str(path)

@@ -29,7 +29,6 @@ from uae.data.schema import Corpus, Query
 from uae.retrieval.types import Hit, Run
 from uae.teachers.base import Teacher
 
-
 TOY_PARAMETERS = 50_000_000
 """Below this size an LM re-ranker is a smoke test (tiny random test models), and reports say so."""
 

@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from uae.data.schema import Query
 from uae.data.tables import NO_PASSAGE, NLLRecord
-from uae.labeling import EMPTY_ANSWER, answer_problem
+from uae.labeling.jobs import EMPTY_ANSWER, answer_problem
 from uae.rerankers.base import Reranker
 from uae.targets import utilities_from_nlls
 from uae.teachers.base import NLLRequest, Teacher
@@ -39,7 +39,7 @@ class OracleReranker(Reranker):
     def score(self, query: str, passages: list[str], answers: Sequence[str] = ()) -> list[float]:
         """Utility of each passage for ``answers`` (nats per answer token).
 
-        Answers that labeling would skip (empty, or without a word token: :func:`uae.labeling.answer_problem`)
+        Answers that labeling would skip (empty, or without a word token: :func:`uae.labeling.jobs.answer_problem`)
         are left out here too.
 
         Raises:

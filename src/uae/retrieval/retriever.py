@@ -11,9 +11,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from uae.data.schema import Corpus
+from uae.errors import ModelIndexMismatch
 from uae.retrieval.encoders import encode, load_encoder, model_fingerprint, resolve_encoder
 from uae.retrieval.index import DenseIndex, IndexConfig
-from uae.errors import ModelIndexMismatch
 from uae.retrieval.types import Hit
 
 

@@ -16,8 +16,8 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from uae.errors import DownloadError
 from uae.data.loaders.registry import DatasetInfo, RemoteFile, dataset_info
+from uae.errors import DownloadError
 
 DATA_HOME_ENV = "UAE_DATA_HOME"
 

@@ -1,193 +1,27 @@
-"""Train a bi-encoder on utility targets with the sentence-transformers trainer.
+"""Train a bi-encoder on training rows (:mod:`uae.training.rows`) with the sentence-transformers trainer.
 
-Each training row is ``(query, p_1, ..., p_K, label)``: the query, ``K`` passages of its pool and
-what the loss needs about them (the target over the row, the raw utilities, or the gold marks;
-see ``Loss.label_kind`` and :func:`uae.targets.row_target`). The output is an ordinary
-sentence-transformers model folder, so ``SentenceTransformer(path)`` loads it anywhere;
-``uae_training.json`` and a section of its README record the teacher, the loss, its temperatures,
-the data and what model selection decided (:mod:`uae.selection`).
-
-Rows. A row keeps at most ``max_gold`` gold passages (the most useful ones first when the
-teacher's utilities are known, else the best-ranked) and fills the rest with the best-ranked
-other passages, so every row has hard negatives whatever the loss; without that, on data with
-many gold passages per question (QMSum: 11 on average) a row would hold nothing but gold. The
-label-free selections (``rank``, ``utility_first``) never look at the gold flags.
+The output is an ordinary sentence-transformers model folder, so ``SentenceTransformer(path)``
+loads it anywhere; ``uae_training.json`` and a section of its README record the teacher, the loss,
+its temperatures, the data and what model selection decided (:mod:`uae.training.selection`).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import random
 import shutil
 import sys
-from collections import Counter
-from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 from uae.config import SelectionConfig, TrainingConfig
-from uae.data.schema import Corpus, Query, SkipReport
-from uae.data.tables import Candidate, Pools
+from uae.errors import NonFiniteWeights
 from uae.retrieval.encoders import load_encoder
-from uae.losses import LOSSES
-from uae.targets import TargetConfig, row_target
+from uae.training.losses import LOSSES
+from uae.training.rows import TrainingRows
 
 TRAINING_LOG = "training_log.json"
 TRAINING_RECORD = "uae_training.json"
 DEV_CURVE = "dev_curve.png"
-
-
-@dataclass
-class TrainingRows:
-    """The columns handed to the trainer, what was left out, and what the target rules changed."""
-
-    queries: list[str]
-    pools: list[list[str]]
-    labels: list[list[float]]
-    skipped: SkipReport
-    adjusted: Counter = field(default_factory=Counter)
-    """Rows the target rules changed: ``down-weighted``, ``softened``, ``gold masked``, ``gold floored``."""
-
-    def to_dataset(self):
-        from datasets import Dataset
-
-        width = len(self.pools[0])
-        columns = {"query": self.queries}
-        for position in range(width):
-            columns[f"passage_{position}"] = [pool[position] for pool in self.pools]
-        columns["label"] = self.labels
-        return Dataset.from_dict(columns)
-
-
-def select_pool(
-    candidates: Sequence[Candidate],
-    size: int,
-    selection: str = "gold_first",
-    utilities: dict[str, float] | None = None,
-    max_gold: int | None = None,
-) -> list[Candidate]:
-    """Keep ``size`` passages of a mined pool for one training row, in pool order.
-
-    Args:
-        candidates: The query's pool, best-ranked first.
-        size: Passages kept.
-        selection: ``gold_first`` keeps up to ``max_gold`` gold passages (the most useful first
-            when ``utilities`` are given, else the best-ranked) and then the best-ranked others.
-            ``rank`` keeps the best-ranked passages whatever they are, and ``utility_first`` the
-            passage of highest utility and then the best-ranked others; these two do not look at
-            the gold flags. (The mined pool holds every gold passage when ``mining.include_gold``
-            is on; turn it off too for a model that learns from question-answer pairs alone.)
-        utilities: ``{passage_id: utility}`` of the query; needed by ``utility_first``.
-        max_gold: the most gold passages a ``gold_first`` row keeps (``None``: no limit).
-    """
-    if selection == "gold_first":
-        gold = [c for c in candidates if c.is_gold]
-        if utilities:
-            gold = sorted(gold, key=lambda c: -utilities.get(c.passage_id, -np.inf))
-        first = gold[: min(size, max_gold or size)]
-        others = [c for c in candidates if not c.is_gold]
-    elif selection == "rank":
-        first, others = [], list(candidates)
-    elif selection == "utility_first":
-        if utilities is None:
-            raise ValueError("pool selection 'utility_first' needs the query's utilities")
-        scored = [c for c in candidates if c.passage_id in utilities]
-        first = [max(scored, key=lambda c: utilities[c.passage_id])] if scored else []
-        others = [c for c in candidates if c not in first]
-    else:
-        raise ValueError(f"pool selection must be gold_first, rank or utility_first, got {selection!r}")
-    chosen = {c.passage_id for c in first} | {c.passage_id for c in others[: size - len(first)]}
-    return [c for c in candidates if c.passage_id in chosen]
-
-
-def build_training_rows(
-    queries: Sequence[Query],
-    pools: Pools,
-    corpus: Corpus,
-    label_kind: str,
-    utilities: dict[str, dict[str, float]] | None,
-    targets: TargetConfig,
-    pool_size: int,
-    seed: int = 13,
-    selection: str = "gold_first",
-    max_gold: int | None = None,
-) -> TrainingRows:
-    """Rows of exactly ``pool_size`` passages; short pools are padded with random out-of-pool passages.
-
-    Padding passages come from outside the query's pool (and scope), so they are true
-    negatives: target 0, gold 0, utility equal to the pool's lowest. ``selection`` and
-    ``max_gold`` are the rules of :func:`select_pool`; rows for a loss on gold evidence always
-    use ``gold_first``. The gold flags reach the targets (the ``gold`` rule of
-    :class:`uae.targets.TargetConfig`) only under ``gold_first``.
-    """
-    rng = random.Random(seed)
-    skipped = SkipReport()
-    rows = TrainingRows([], [], [], skipped)
-    rule = "gold_first" if label_kind == "gold" else selection
-    for query in queries:
-        query_utilities = (utilities or {}).get(query.id)
-        candidates = select_pool(pools.get(query.id, []), pool_size, rule, query_utilities, max_gold)
-        if not candidates:
-            skipped.add("no candidate pool", query.id)
-            continue
-        label = _label_for(query, candidates, label_kind, query_utilities, targets, rule == "gold_first", rows)
-        if label is None:
-            continue
-        passage_ids = [c.passage_id for c in candidates]
-        padding = _padding(corpus, set(passage_ids), pool_size - len(passage_ids), rng)
-        pad_value = min(label) if label_kind == "utility" else 0.0
-        rows.queries.append(query.text)
-        rows.pools.append([corpus[pid].full_text for pid in passage_ids + padding])
-        rows.labels.append(list(map(float, label)) + [pad_value] * len(padding))
-    return rows
-
-
-def _label_for(query: Query, candidates: list[Candidate], label_kind: str, utilities: dict[str, float] | None,
-               targets: TargetConfig, use_gold: bool, rows: TrainingRows) -> list[float] | None:
-    """The label row of one query (``None`` when it is skipped, which ``rows.skipped`` counts)."""
-    if label_kind == "gold":
-        if not any(c.is_gold for c in candidates):
-            rows.skipped.add("no gold passage in pool", query.id)
-            return None
-        return [1.0 if c.is_gold else 0.0 for c in candidates]
-    if utilities is None:
-        rows.skipped.add("no utilities (not labeled)", query.id)
-        return None
-    missing = [c.passage_id for c in candidates if c.passage_id not in utilities]
-    if missing:
-        raise ValueError(f"query {query.id!r}: no utility for pooled passages {missing[:5]}")
-    values = [utilities[c.passage_id] for c in candidates]
-    if label_kind == "utility":
-        if max(values) - min(values) < 1e-9:
-            rows.skipped.add("constant utilities", query.id)
-            return None
-        return values
-    target = row_target(values, [c.is_gold for c in candidates] if use_gold else None, targets)
-    if target.skip is not None:
-        rows.skipped.add(target.skip, query.id)
-        return None
-    changes = {"down-weighted": target.weight < 1.0, "softened": target.softened, "gold masked": target.masked > 0,
-               "gold floored": target.floored}
-    rows.adjusted.update(name for name, changed in changes.items() if changed)
-    return target.values.tolist()
-
-
-def _padding(corpus: Corpus, exclude: set[str], count: int, rng: random.Random) -> list[str]:
-    chosen: list[str] = []
-    while len(chosen) < count and len(exclude) + len(chosen) < len(corpus):
-        pid = corpus.passages[rng.randrange(len(corpus))].id
-        if pid not in exclude and pid not in chosen:
-            chosen.append(pid)
-    if len(chosen) < count:
-        raise ValueError(f"corpus of {len(corpus)} passages is too small for pools of {count + len(exclude)}")
-    return chosen
-
-
-class NonFiniteWeights(ArithmeticError):
-    """The student's weights became NaN or infinite: training stops and no model is saved."""
 
 
 def train_model(
@@ -201,7 +35,7 @@ def train_model(
 ) -> Path:
     """Fine-tune ``base_model`` on ``rows`` and save a sentence-transformers folder at ``out_dir``.
 
-    With a ``dev`` set (:class:`uae.selection.DevSet`), the base is scored on it once and the
+    With a ``dev`` set (:class:`uae.training.selection.DevSet`), the base is scored on it once and the
     student every ``selection.eval_every`` steps; the best checkpoint is kept, training stops
     after ``selection.patience`` evaluations without improvement, and a student that does not
     beat the base is reported on stderr and (``selection.fallback == "base"``) replaced by the
@@ -214,7 +48,7 @@ def train_model(
 
     Raises:
         ValueError: no rows, or checkpoints left by a run with other settings.
-        uae.losses.NonFiniteLoss, NonFiniteWeights: training diverged.
+        uae.errors.NonFiniteLoss, uae.errors.NonFiniteWeights: training diverged.
     """
     from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
     from transformers import EarlyStoppingCallback
@@ -296,13 +130,13 @@ def train_model(
 def _dev_evaluator(dev, selection: SelectionConfig, search_length: int):
     if dev is None or not dev.queries:
         return None
-    from uae.selection import dev_evaluator
+    from uae.training.selection import dev_evaluator
 
     return dev_evaluator(dev, selection.metric, search_length)
 
 
 def _selection_outcome(trainer, evaluator, base_scores: dict[str, float], dev, selection: SelectionConfig, steps: int):
-    from uae.selection import SelectionOutcome, dev_history
+    from uae.training.selection import SelectionOutcome, dev_history
 
     history = dev_history(trainer.state.log_history)
     best_step = trainer.state.best_global_step
@@ -375,11 +209,6 @@ def _make_loss(model, config: TrainingConfig):
     return loss_class(model, **options)
 
 
-def label_kind_of(loss_name: str) -> str:
-    """What the loss needs in its labels: ``distribution``, ``utility`` or ``gold``."""
-    return LOSSES[loss_name].label_kind
-
-
 def write_record(out_dir: Path, record: dict, log_history: list[dict]) -> None:
     """Write ``uae_training.json``, the trainer's log and a readable section of the model card."""
     (out_dir / TRAINING_LOG).write_text(json.dumps(log_history, indent=2))
@@ -395,8 +224,3 @@ def read_training_log(model_dir: str | os.PathLike) -> list[dict]:
     """The trainer's log history saved beside a trained model (empty for untrained models)."""
     path = Path(model_dir) / TRAINING_LOG
     return json.loads(path.read_text()) if path.is_file() else []
-
-
-def pool_utilities(utilities: dict[str, dict[str, float]]) -> np.ndarray:
-    """Every (query, passage) utility, flattened: the data of the utility histogram."""
-    return np.array([u for per_query in utilities.values() for u in per_query.values()], dtype=np.float64)
