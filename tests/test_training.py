@@ -201,3 +201,25 @@ def test_a_diverging_run_stops_with_an_error_and_saves_nothing(small, tiny_encod
         train_model(rows, str(tiny_encoder_dir), tmp_path / "model", config, {})
     assert not (tmp_path / "model" / "uae_training.json").exists()
     assert not list((tmp_path / "model").glob("*.safetensors"))
+
+
+def test_uae_train_without_the_train_extra_says_how_to_install(tmp_path, monkeypatch):
+    import sys
+
+    from typer.testing import CliRunner
+
+    from uae.cli import app
+    from uae.data.beir import write_dataset
+    from uae.data.schema import Dataset
+    from uae.data.tables import write_pools
+
+    passages = [Passage(pid, f"{pid} passage text number {i}") for i, pid in enumerate("abcd")]
+    dataset = Dataset("tiny", Corpus(passages), {"q": Query("q", "question about a?", ("answer",))}, {"train": {"q": {"a": 1}}})
+    write_dataset(dataset, tmp_path / "data")
+    write_pools({"q": [Candidate("a", 2.0, True), Candidate("b", 1.0, False)]}, tmp_path / "pools.parquet")
+    monkeypatch.setitem(sys.modules, "datasets", None)
+    result = CliRunner().invoke(app, ["train", str(tmp_path / "data"), "--pools", str(tmp_path / "pools.parquet"),
+                                      "--loss", "infonce_gold", "--out", str(tmp_path / "model"), "--steps", "1"])
+    assert result.exit_code == 2, result.output
+    assert "pip install 'uae[train]'" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "model" / "uae_training.json").exists()

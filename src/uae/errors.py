@@ -6,7 +6,9 @@ letting a traceback reach the user. :data:`USER_ERRORS` is the tuple the CLI cat
 
 from __future__ import annotations
 
+import importlib
 import os
+from types import ModuleType
 
 
 class DataError(ValueError):
@@ -49,6 +51,14 @@ class NonFiniteWeights(ArithmeticError):
 
 class MissingExtra(ImportError):
     """An optional dependency group is not installed; the message names the ``pip install`` that adds it."""
+
+
+def import_optional(module: str, install: str) -> ModuleType:
+    """Import an optional dependency, or raise :class:`MissingExtra` with ``install`` (what to run) in its message."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as err:
+        raise MissingExtra(f"{install} ({err})") from err
 
 
 USER_ERRORS: tuple[type[BaseException], ...] = (

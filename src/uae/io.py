@@ -14,11 +14,6 @@ from pathlib import Path
 from typing import Any
 
 
-def temporary_name(path: Path) -> Path:
-    """``path`` with ``.tmp`` appended: where its next version is written before the rename."""
-    return path.with_name(path.name + ".tmp")
-
-
 def fsync_path(path: str | os.PathLike) -> None:
     """Flush ``path`` (a file or a folder) to disk."""
     descriptor = os.open(path, os.O_RDONLY)
@@ -30,7 +25,7 @@ def fsync_path(path: str | os.PathLike) -> None:
 
 @contextmanager
 def atomic_path(path: str | os.PathLike, durable: bool = False) -> Iterator[Path]:
-    """Yield a temporary path to write; when the block ends without error it replaces ``path``.
+    """Yield a temporary path to write (``path`` with ``.tmp`` appended); when the block ends without error it replaces ``path``.
 
     For writers that need a path of their own (pyarrow, FAISS). The parent folder is created.
 
@@ -41,7 +36,7 @@ def atomic_path(path: str | os.PathLike, durable: bool = False) -> Iterator[Path
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temporary_name(path)
+    tmp = path.with_name(path.name + ".tmp")
     yield tmp
     if durable:
         fsync_path(tmp)

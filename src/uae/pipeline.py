@@ -129,7 +129,7 @@ def evidence_free(config: RunConfig) -> RunConfig:
 
 
 def stage_train(config: RunConfig, dataset: Dataset, queries: Sequence[Query], pools: Pools, utilities, loss: str, name: str,
-                out: Path | None = None, record: dict | None = None) -> Path:
+                out: Path | None = None, record: dict | None = None, progress: bool = True) -> Path:
     """Train one model with ``loss`` into ``out`` (default ``models/<name>``), reused when settings are unchanged.
 
     The one training path (``uae run`` and ``uae train`` both come here): hold out a dev split of
@@ -178,7 +178,7 @@ def stage_train(config: RunConfig, dataset: Dataset, queries: Sequence[Query], p
         **({"selection": {"dev": None, "reason": split.reason}} if split.reason else {}),
         **(record or {}),
     }
-    train_model(rows, config.base_model, out, training, full_record, dev, config.selection)
+    train_model(rows, config.base_model, out, training, full_record, dev, config.selection, progress)
     _mark_done(out / "stage", key)
     return out
 
@@ -428,9 +428,11 @@ def run_pipeline(config: RunConfig, progress: bool = True, dataset: Dataset | No
     report_skips(f"train split ({config.train_split})", train_skipped)
     pools = timed("mine", lambda: stage_mine(config, training_view(config, dataset), train_queries, progress, retrievers))
     utilities = timed("label", lambda: stage_label(config, dataset, train_queries, pools, progress=progress))
-    models = {"uae": timed("train uae", lambda: stage_train(config, dataset, train_queries, pools, utilities, config.training.loss, "uae"))}
+    models = {"uae": timed("train uae", lambda: stage_train(config, dataset, train_queries, pools, utilities, config.training.loss, "uae",
+                                                            progress=progress))}
     if config.compare_infonce_gold:
-        models["infonce_gold"] = timed("train infonce_gold", lambda: stage_train(config, dataset, train_queries, pools, utilities, "infonce_gold", "infonce_gold"))
+        models["infonce_gold"] = timed("train infonce_gold", lambda: stage_train(config, dataset, train_queries, pools, utilities,
+                                                                                 "infonce_gold", "infonce_gold", progress=progress))
     models.update(extra_models or {})
     metrics = timed("eval", lambda: stage_eval(config, dataset, models, utilities, time.perf_counter() - started, progress,
                                                retrievers=retrievers))

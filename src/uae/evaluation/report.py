@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.table import Table
 
 from uae.evaluation.metrics import Comparison, MetricResult, rank_passages
+from uae.io import atomic_write_text
 from uae.retrieval.types import Run
 
 Metrics = Mapping[str, Mapping[str, float]]
@@ -300,7 +301,7 @@ def write_report(
         parts.extend(_plot_markdown(caption, Path(png), out_dir) for caption, png in plots.items())
     for heading, body in (extra_sections or {}).items():
         parts.extend([f"## {heading}", body.rstrip()])
-    return _write_text_atomic(out_dir / "report.md", "\n\n".join(p for p in parts if p) + "\n")
+    return atomic_write_text(out_dir / "report.md", "\n\n".join(p for p in parts if p) + "\n")
 
 
 def training_summary(models: Mapping[str, str | os.PathLike]) -> str:
@@ -423,7 +424,7 @@ def _read_json(path: Path) -> object | None:
 def write_metrics_json(path: str | os.PathLike, metrics: Metrics) -> Path:
     """Write ``{system: {metric: value}}`` as JSON, through a temporary file."""
     data = {system: {m: float(v) for m, v in row.items()} for system, row in metrics.items()}
-    return _write_text_atomic(Path(path), json.dumps(data, indent=2) + "\n")
+    return atomic_write_text(Path(path), json.dumps(data, indent=2) + "\n")
 
 
 def read_metrics_json(path: str | os.PathLike) -> dict[str, dict[str, float]]:
@@ -444,7 +445,7 @@ def write_trec_run(run: Run, path: str | os.PathLike, tag: str) -> Path:
         for rank, pid in enumerate(rank_passages(ranked), start=1):
             _check_trec_field(pid, f"passage id (query {qid!r})")
             lines.append(f"{qid} Q0 {pid} {rank} {float(ranked[pid])!r} {tag}\n")
-    return _write_text_atomic(Path(path), "".join(lines))
+    return atomic_write_text(Path(path), "".join(lines))
 
 
 def _table_cells(
@@ -531,10 +532,3 @@ def _check_trec_field(value: str, what: str) -> None:
     if not value or any(c.isspace() for c in value):
         raise ValueError(f"TREC run: {what} {value!r} must be non-empty and contain no whitespace")
 
-
-def _write_text_atomic(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-    return path

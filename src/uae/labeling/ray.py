@@ -41,6 +41,7 @@ import pyarrow as pa
 
 from uae.data.schema import Corpus, Passage, Query
 from uae.data.tables import Pools, nll_records_to_table
+from uae.errors import import_optional
 from uae.labeling.jobs import LabelingJob, LabelingSummary
 from uae.labeling.local import ProgressCounter, label_part, labeling_progress
 from uae.teachers import PromptTemplates, load_teacher
@@ -49,12 +50,8 @@ INSTALL_HINT = "labeling with --ray needs Ray: pip install 'uae[ray]'"
 
 
 def import_ray() -> Any:
-    """The ``ray`` module, or an ImportError that says how to install it."""
-    try:
-        import ray
-    except ImportError as err:
-        raise ImportError(f"{INSTALL_HINT} ({err})") from err
-    return ray
+    """The ``ray`` module, or an ImportError (:class:`~uae.errors.MissingExtra`) that says how to install it."""
+    return import_optional("ray", INSTALL_HINT)
 
 
 class LabelWorker:

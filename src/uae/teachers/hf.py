@@ -28,27 +28,13 @@ class HFTeacher(CausalLM, Teacher):
     Args:
         model_name_or_path: A hub model name or a local folder (loaded with ``local_files_only``).
         templates: Prompt templates; the answer always comes last.
-        batch_tokens: Budget of padded tokens per forward pass.
-        max_length: Context length; defaults to the config's ``max_position_embeddings``.
-        device: ``cuda``, ``cpu``, ...; defaults to CUDA when available.
-        dtype: ``bfloat16``, ``float16`` or ``float32``; defaults to bf16 on CUDA, fp32 on CPU.
-        tokenizer: A separate tokenizer name or folder; defaults to the model's.
-        full_logits: Compute logits at every position, as a plain forward does (for comparison
-            only; answer-only scoring is used whenever the backbone and head reproduce the logits).
+        **lm_options: ``batch_tokens`` (padded tokens per forward pass), ``max_length``, ``device``,
+            ``dtype``, ``tokenizer``, ``full_logits`` of :class:`~uae.teachers.causal_lm.CausalLM`
+            (answer-only scoring is used whenever the backbone and head reproduce the logits).
     """
 
-    def __init__(
-        self,
-        model_name_or_path: str,
-        templates: PromptTemplates = PromptTemplates(),
-        batch_tokens: int = 4096,
-        max_length: int | None = None,
-        device: str | None = None,
-        dtype: str | None = None,
-        tokenizer: str | None = None,
-        full_logits: bool = False,
-    ) -> None:
-        super().__init__(model_name_or_path, batch_tokens, max_length, device, dtype, tokenizer, full_logits)
+    def __init__(self, model_name_or_path: str, templates: PromptTemplates = PromptTemplates(), **lm_options: Any) -> None:
+        super().__init__(model_name_or_path, **lm_options)
         self.templates = templates
         self.name = f"hf:{model_name_or_path}"
         self.prompts = PromptEncoder(self.tokenizer, templates, self.max_length)

@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from uae.errors import import_optional
 from uae.teachers.base import NLLRequest, NLLResult, PromptTemplates, Teacher
 from uae.teachers.causal_lm import PromptEncoder
 
@@ -24,12 +25,8 @@ INSTALL_HINT = "the vllm teacher needs vLLM: pip install 'uae[vllm]' (Linux with
 
 
 def import_vllm() -> Any:
-    """The ``vllm`` module, or an ImportError that says how to install it."""
-    try:
-        import vllm
-    except ImportError as err:
-        raise ImportError(f"{INSTALL_HINT} ({err})") from err
-    return vllm
+    """The ``vllm`` module, or an ImportError (:class:`~uae.errors.MissingExtra`) that says how to install it."""
+    return import_optional("vllm", INSTALL_HINT)
 
 
 class VLLMTeacher(Teacher):

@@ -11,10 +11,15 @@ import json
 import os
 import shutil
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
+from rich.progress import ProgressColumn, Task
+from rich.text import Text
+
 from uae.config import SelectionConfig, TrainingConfig
-from uae.errors import NonFiniteWeights
+from uae.errors import NonFiniteWeights, import_optional
+from uae.progress import progress_bar
 from uae.retrieval.encoders import load_encoder
 from uae.training.losses import LOSSES
 from uae.training.rows import TrainingRows
@@ -32,6 +37,7 @@ def train_model(
     record: dict,
     dev=None,
     selection: SelectionConfig | None = None,
+    progress: bool = True,
 ) -> Path:
     """Fine-tune ``base_model`` on ``rows`` and save a sentence-transformers folder at ``out_dir``.
 
@@ -46,12 +52,17 @@ def train_model(
     last one; they are removed once the final model is saved. ``record`` (teacher, data, targets)
     is written into the model folder beside the loss settings and the selection outcome.
 
+    ``progress`` shows uae's progress bar (steps, rate, ETA, the last logged loss) in place of the
+    trainer's tqdm bar and log lines, so that a log written to a file gets no line per step.
+
     Raises:
         ValueError: no rows, or checkpoints left by a run with other settings.
+        uae.errors.MissingExtra: the ``train`` extra (datasets, accelerate) is not installed.
         uae.errors.NonFiniteLoss, uae.errors.NonFiniteWeights: training diverged.
     """
+    require_train_extra()
     from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
-    from transformers import EarlyStoppingCallback
+    from transformers import EarlyStoppingCallback, PrinterCallback, ProgressCallback
 
     if not rows.queries:
         raise ValueError(f"no training rows for {out_dir}; skipped: {rows.skipped.to_dict()}")
@@ -88,13 +99,17 @@ def train_model(
         report_to="none",
         dataloader_pin_memory=False,
         dataloader_drop_last=len(rows.queries) >= config.batch_size,
-        disable_tqdm=not sys.stderr.isatty(),
+        disable_tqdm=True,
     )
     callbacks = [_finite_weights_callback()] + ([EarlyStoppingCallback(early_stopping_patience=selection.patience)] if evaluator else [])
     loss = _make_loss(model, config)
     trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=rows.to_dataset(), loss=loss,
                                          evaluator=evaluator, callbacks=callbacks)
-    trainer.train(resume_from_checkpoint=resume)
+    for printer in (PrinterCallback, ProgressCallback):  # the log dicts and tqdm: uae's bar shows progress instead
+        trainer.remove_callback(printer)
+    with progress_bar(config.steps, f"training {out_dir.name}", "steps", progress, (LossColumn(),), loss=None) as advance:
+        trainer.add_callback(_progress_callback(advance))
+        trainer.train(resume_from_checkpoint=resume)
     check_finite_weights(model)
     outcome = None
     if evaluator:
@@ -183,6 +198,44 @@ def check_finite_weights(model) -> None:
     for name, parameter in model.named_parameters():
         if not torch.isfinite(parameter).all():
             raise NonFiniteWeights(f"weight {name} is no longer finite; lower the learning rate (no model was saved)")
+
+
+TRAIN_EXTRA = ("datasets", "accelerate")
+"""What training needs beyond the base install: the ``train`` extra, as in sentence-transformers."""
+
+
+def require_train_extra() -> None:
+    """Raise :class:`~uae.errors.MissingExtra`, naming the install command, when the ``train`` extra is missing."""
+    for name in TRAIN_EXTRA:
+        import_optional(name, "training needs datasets and accelerate, which the base install leaves out: pip install 'uae[train]'")
+
+
+class LossColumn(ProgressColumn):
+    """The training loss last logged by the trainer."""
+
+    def render(self, task: Task) -> Text:
+        loss = task.fields.get("loss")
+        return Text("" if loss is None else f"loss {loss:.4g}", style="progress.data.speed")
+
+
+def _progress_callback(advance: Callable[..., None]):
+    """A trainer callback that moves uae's progress bar one step per optimisation step and shows the logged loss."""
+    from transformers import TrainerCallback
+
+    class ProgressBarCallback(TrainerCallback):
+        """Advances the bar to the trainer's step (a resumed run starts where it stopped) and shows the loss."""
+
+        done = 0
+
+        def on_step_end(self, args, state, control, **kwargs):
+            advance(state.global_step - self.done)
+            self.done = state.global_step
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if logs and "loss" in logs:
+                advance(0, loss=float(logs["loss"]))
+
+    return ProgressBarCallback()
 
 
 def _finite_weights_callback():
