@@ -32,6 +32,7 @@ from uae.data.beir import read_dataset
 from uae.data.schema import Dataset, Qrels, Query, SkipReport
 from uae.data.tables import Pools, read_pools, write_pools
 from uae.evaluation.metrics import Comparison
+from uae.io import atomic_write_json
 from uae.labeling import label_pools, read_labels
 from uae.progress import report_skips
 from uae.rerankers import Reranker, latency_summary, rerank_run
@@ -335,7 +336,7 @@ def write_eval_results(out: Path, scores: EvalScores) -> None:
     from uae.evaluation import write_metrics_json
 
     write_metrics_json(out / "metrics.json", scores.metrics)
-    (out / "comparison.json").write_text(json.dumps(scores.comparison.to_dict(), indent=2) + "\n")
+    atomic_write_json(out / "comparison.json", scores.comparison.to_dict())
 
 
 def eval_intro(config: RunConfig, queries: Sequence[Query], skipped: SkipReport, models: dict[str, Path], teacher: Teacher,
