@@ -88,7 +88,7 @@ def test_hf_reader_fits_the_context_and_marks_truncation(tiny_gpt2_dir: Path) ->
     short = ReaderRequest("How high is Kappa?", ("Kappa is 2000 metres high.",))
     long = ReaderRequest("How high is Kappa?", (LONG, "Kappa is 2000 metres high."))
     prompt, truncated = reader.fit_prompt(long)
-    assert truncated and reader.lm.prompt_tokens(prompt) + 8 <= reader.lm.max_length
+    assert truncated and reader.generator.prompt_tokens(prompt) + 8 <= reader.generator.max_length
     assert "Question: How high is Kappa?" in prompt
     answers = reader.generate([short, long])
     assert [a.truncated for a in answers] == [False, True]

@@ -221,17 +221,17 @@ class HFReader(Reader):
         self.prompt = check_prompt(prompt)
         self.max_new_tokens = int(max_new_tokens)
         self.name = f"hf:{model}"
-        self.lm = GreedyGenerator(CausalLM(model, **lm_options), chat_template=chat_template)
+        self.generator = GreedyGenerator(CausalLM(model, **lm_options), chat_template=chat_template)
 
     def describe(self) -> dict[str, Any]:
         return {"generator": self.name, "kind": self.kind, "prompt": self.prompt, "max_new_tokens": self.max_new_tokens,
-                "chat_template": self.lm.chat_template, "max_length": self.lm.max_length}
+                "chat_template": self.generator.chat_template, "max_length": self.generator.max_length}
 
     def generate(self, requests: Sequence[ReaderRequest]) -> list[ReaderAnswer]:
         answers = []
         for request in requests:
             prompt, truncated = self.fit_prompt(request)
-            answers.append(ReaderAnswer(first_line(self.lm.generate(prompt, self.max_new_tokens)), truncated))
+            answers.append(ReaderAnswer(first_line(self.generator.generate(prompt, self.max_new_tokens)), truncated))
         return answers
 
     def fit_prompt(self, request: ReaderRequest) -> tuple[str, bool]:
@@ -240,17 +240,17 @@ class HFReader(Reader):
         Raises:
             ValueError: the question alone does not fit.
         """
-        limit = self.lm.max_length - self.max_new_tokens
+        limit = self.generator.max_length - self.max_new_tokens
         empty = self.prompt.format(context="", question=request.question)
-        budget = limit - self.lm.prompt_tokens(empty)
+        budget = limit - self.generator.prompt_tokens(empty)
         if budget < 0:
-            raise ValueError(f"question {request.question!r} does not fit the context of {self.lm.max_length} tokens "
+            raise ValueError(f"question {request.question!r} does not fit the context of {self.generator.max_length} tokens "
                              f"with {self.max_new_tokens} new tokens, even without passages")
         context = format_context(request.passages)
-        context, truncated = self.lm.truncate(context, budget)
+        context, truncated = self.generator.truncate(context, budget)
         prompt = self.prompt.format(context=context, question=request.question)
-        while (overflow := self.lm.prompt_tokens(prompt) - limit) > 0:  # tokens can merge across the seams
-            context, _ = self.lm.truncate(context, self.lm.count_tokens(context) - overflow)
+        while (overflow := self.generator.prompt_tokens(prompt) - limit) > 0:  # tokens can merge across the seams
+            context, _ = self.generator.truncate(context, self.generator.count_tokens(context) - overflow)
             prompt, truncated = self.prompt.format(context=context, question=request.question), True
         return prompt, truncated
 
