@@ -6,12 +6,12 @@ all teachers at once (``--mix``: ``mean_distribution`` or ``mean_zscore`` of the
 equal weights), and three references stand beside them: BM25, the base encoder zero-shot and the
 encoder fine-tuned with plain InfoNCE on the human gold paragraph. Every system is then scored on
 held-out test questions (other SQuAD articles) against every teacher's judgement, pooled as TREC
-does (``uae.cross_teacher.judge_pooled_runs``): per test question, the union of every system's
+does (``uae.evaluation.cross_teacher.judge_pooled_runs``): per test question, the union of every system's
 top-``--pool-depth`` passages (default 10, the deepest cut-off measured, so no system's top 10
 holds an unjudged passage) is labelled by the judging teacher, and the report says how many
 judged passages each system contributed and how many only it did. On those judgements:
 
-- nDCG@10 on graded qrels built from that teacher's utilities (``uae.cross_teacher.graded_qrels``:
+- nDCG@10 on graded qrels built from that teacher's utilities (``uae.evaluation.cross_teacher.graded_qrels``:
   within-query quantiles of the positive utilities, grades 0..3), retrieval over the whole
   corpus; ``*``: paired t-test p < 0.05 against the base encoder on the same queries;
 - utility nDCG@10 (gains = the teacher's positive utilities themselves);
@@ -60,7 +60,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import ROOT, SHARED_DATA, append_benchmarks, command_line, describe_machine, machine, section_heading  # noqa: E402
 
-from uae.cross_teacher import DEFAULT_POOL_DEPTH  # noqa: E402
+from uae.evaluation.cross_teacher import DEFAULT_POOL_DEPTH  # noqa: E402
 
 SQUAD = SHARED_DATA / "squad" / "squad-v1.1-dev-part1.json"
 RUN_DEPTH = 100
@@ -124,7 +124,7 @@ def build_tiny_lm(kind: str, folder: Path) -> Path:
     import torch
     from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
 
-    from uae.encoders import packaged_minilm_path
+    from uae.retrieval.encoders import packaged_minilm_path
 
     if (folder / "config.json").is_file():
         return folder
@@ -188,8 +188,8 @@ def build_setup(args: argparse.Namespace) -> Setup:
 def mine(setup: Setup, args: argparse.Namespace, work: Path):
     """Pools of the training questions (BM25 + the base encoder, RRF, gold kept): what the teachers label for training."""
     from uae.data.tables import read_pools, write_pools
-    from uae.mining import mine_pools
-    from uae.retriever import Retriever
+    from uae.retrieval.mining import mine_pools
+    from uae.retrieval.retriever import Retriever
 
     path = work / "train-pools.parquet"
     if path.is_file():
@@ -214,8 +214,8 @@ def folder_name(spec: str) -> str:
 
 def label(setup: Setup, pools, args: argparse.Namespace, work: Path) -> tuple[dict, dict]:
     """``({teacher: utilities of the training pools}, {teacher: seconds})``, labels saved per teacher (resumable)."""
-    from uae.cross_teacher import utilities_from_labels
     from uae.labeling import label_pools
+    from uae.targets.utilities import utilities_from_labels
 
     utilities, seconds = {}, {}
     for spec in args.teacher_specs:
@@ -233,8 +233,8 @@ def label(setup: Setup, pools, args: argparse.Namespace, work: Path) -> tuple[di
 
 def train_students(setup: Setup, pools, utilities: dict, args: argparse.Namespace, work: Path) -> dict[str, str]:
     """``{student: model path}``: base, infonce_gold, one per teacher, and the mix."""
-    from uae.targets import TargetConfig
-    from uae.cross_teacher import mixed_training_utilities
+    from uae.config import TargetConfig
+    from uae.targets.mixing import mixed_training_utilities
 
     targets = TargetConfig(tau_t=args.tau_t, normalize="zscore")
     students = {"base": args.base_model, "infonce_gold": _train(setup, pools, "gold", None, targets, "infonce_gold", args, work,
@@ -251,7 +251,8 @@ def train_students(setup: Setup, pools, utilities: dict, args: argparse.Namespac
 
 def _train(setup: Setup, pools, kind: str, utilities, targets, loss: str, args: argparse.Namespace, work: Path, teacher: str) -> str:
     from uae.config import TrainingConfig
-    from uae.training import build_training_rows, train_model
+    from uae.training.rows import build_training_rows
+    from uae.training.trainer import train_model
 
     out = work / "models" / hashlib.sha256(teacher.encode()).hexdigest()[:10]
     if (out / "uae_training.json").is_file():
@@ -268,8 +269,8 @@ def _train(setup: Setup, pools, kind: str, utilities, targets, loss: str, args: 
 
 def system_scores(setup: Setup, students: dict[str, str], args: argparse.Namespace) -> dict[str, dict]:
     """``{system: {query_id: {passage_id: score}}}`` over the whole corpus: BM25 and every student (cosine)."""
-    from uae.bm25 import BM25Index
-    from uae.cross_teacher import student_scores
+    from uae.evaluation.cross_teacher import student_scores
+    from uae.retrieval.bm25 import BM25Index
 
     corpus = setup.dataset.corpus
     hits = BM25Index(corpus).search([q.text for q in setup.test], len(corpus), [q.doc_id for q in setup.test])
@@ -288,7 +289,7 @@ def top(scores: dict, depth: int) -> dict:
 
 def judge(setup: Setup, runs: dict, args: argparse.Namespace, work: Path) -> dict:
     """``{teacher: PooledJudgement}``: every teacher labels the union of every system's top-``pool_depth``."""
-    from uae.cross_teacher import judge_pooled_runs, pooled_judgements
+    from uae.evaluation.cross_teacher import judge_pooled_runs, pooled_judgements
 
     pools = pooled_judgements(runs, args.pool_depth)
     digest = hashlib.sha256(json.dumps({q.id: [c.passage_id for c in pools.get(q.id, [])] for q in setup.test}).encode()).hexdigest()[:10]
@@ -307,8 +308,8 @@ def judge(setup: Setup, runs: dict, args: argparse.Namespace, work: Path) -> dic
 
 def measure(setup: Setup, judgements: dict, runs: dict, scores: dict, args: argparse.Namespace) -> dict:
     """Every measure of every system against every judge and against human evidence."""
-    from uae.cross_teacher import mean, pool_kendall_tau, teacher_agreement, utility_ndcg
     from uae.evaluation import compare, evaluate
+    from uae.evaluation.cross_teacher import mean, pool_kendall_tau, teacher_agreement, utility_ndcg
 
     human = {q.id: setup.dataset.qrels["test"][q.id] for q in setup.test}
     result = {"depth": args.pool_depth, "human": evaluate(human, runs, ["ndcg@10", "recall@1"]), "judges": {}, "agreement": {},

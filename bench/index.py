@@ -11,7 +11,7 @@ embeddings of text; two distributions, chosen with ``--data``:
   almost equally far from a query, so graph and cell searches need to visit a large part of the set.
 
 Queries are fresh draws from the same distribution. The ground truth is exact inner-product search
-(``DenseIndex`` kind ``exact``) over the same vectors. Every index goes through ``uae.index.DenseIndex``
+(``DenseIndex`` kind ``exact``) over the same vectors. Every index goes through ``uae.retrieval.index.DenseIndex``
 (the code path the retriever and the server use), so latencies include its bookkeeping.
 
 Latency is one query at a time with FAISS limited to ``--search-threads`` OpenMP threads (default
@@ -47,7 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import append_benchmarks, command_line, describe_machine, machine, result_line, section_heading  # noqa: E402
 
 from uae.data.schema import Passage  # noqa: E402
-from uae.index import DenseIndex, IndexConfig  # noqa: E402
+from uae.retrieval.index import DenseIndex, IndexConfig  # noqa: E402
 
 DIMENSION = 384
 LATENT = 32

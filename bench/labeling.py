@@ -1,9 +1,9 @@
 """Labeling throughput per teacher backend, and answer-only scoring against full-logits scoring.
 
-Every backend labels the same pools with ``uae.labeling.label_pools`` in a fresh process (so
+Every backend labels the same pools with ``uae.labeling.local.label_pools`` in a fresh process (so
 peak memory is its own): ``hf`` scoring answer positions only (the default), ``hf`` forced to
 the full-logits path (the LM head over every position, as a plain ``model(...).logits`` does),
-and ``openai`` against ``uae.teachers.testing_server`` serving the same model on 127.0.0.1 (the
+and ``openai`` against ``uae.testing`` serving the same model on 127.0.0.1 (the
 server computes full logits per prompt, one prompt at a time, so this measures the client and
 protocol, not vLLM).
 
@@ -57,7 +57,7 @@ BACKENDS = ("hf answer-only", "hf full-logits", "openai")
 
 def tokenizer_path() -> str:
     """The packaged MiniLM (WordPiece) tokenizer, used for the text of every backend."""
-    from uae.encoders import packaged_minilm_path
+    from uae.retrieval.encoders import packaged_minilm_path
 
     return str(packaged_minilm_path())
 
@@ -95,9 +95,9 @@ def count_tokens(corpus, queries, pools) -> int:
     """Prompt + answer tokens of every request, tokenised as the hf teacher does."""
     from transformers import AutoTokenizer
 
-    from uae.labeling import requests_for_query
+    from uae.labeling.jobs import requests_for_query
     from uae.teachers.base import PromptTemplates
-    from uae.teachers.hf import encode_prompt_answer
+    from uae.teachers.causal_lm import encode_prompt_answer
 
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_path(), local_files_only=True)
     bos = 0 if tokenizer.bos_token_id is None else 1
@@ -175,8 +175,8 @@ class _teacher:
 
     def __enter__(self):
         from uae.teachers.hf import HFTeacher
-        from uae.teachers.openai_compat import OpenAICompatTeacher
-        from uae.teachers.testing_server import serve
+        from uae.teachers.openai import OpenAICompatTeacher
+        from uae.testing import serve
 
         if self.backend == "openai":
             self._server = serve(self.model_dir, tokenizer=tokenizer_path())

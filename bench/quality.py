@@ -18,7 +18,7 @@ What it does, all through ``uae.pipeline.run_pipeline`` (nothing of the pipeline
 3. mines pools (BM25 + base encoder), labels them with ``--teacher``, and trains from the same base,
    on the same pools, steps and seed: ``uae`` (UM-InfoNCE on the utilities) and ``infonce_gold``
    (InfoNCE on the gold evidence), each with model selection on a dev split held out from its
-   training questions (``uae.selection``: the best checkpoint is kept, and a student that does not
+   training questions (``uae.training.selection``: the best checkpoint is kept, and a student that does not
    beat the base encoder there is replaced by it); every setting not given on the command line is
    the library's default (``uae.config``), the one ``uae run`` and ``uae train`` use;
    ``--no-evidence`` trains ``uae`` from question-answer pairs alone (pools mined without the gold
@@ -200,8 +200,7 @@ def _given(args, names: dict[str, str]) -> dict:
 
 def run_config(args, data: dict):
     """The :class:`uae.config.RunConfig` of this run: the library's defaults, with what the command line gives."""
-    from uae.config import EvalConfig, LabelingConfig, MiningConfig, RunConfig, SelectionConfig, TrainingConfig
-    from uae.targets import TargetConfig
+    from uae.config import EvalConfig, LabelingConfig, MiningConfig, RunConfig, SelectionConfig, TargetConfig, TrainingConfig
 
     training = _given(args, {name: name for name in ("steps", "batch_size", "train_pool_size", "max_seq_length", "tau_s", "hard_mix",
                                                     "learning_rate", "seed", "pool_selection", "max_gold", "multi_positive")})
@@ -235,7 +234,7 @@ def target_diagnostics(config) -> dict:
     from uae.data.tables import read_pools
     from uae.labeling import read_labels
     from uae.targets import build_targets, utilities_from_nlls
-    from uae.training import select_pool
+    from uae.training.rows import select_pool
 
     utilities, _ = utilities_from_nlls(read_labels(config.out_dir / "labels"), config.labeling.aggregate)
     pools = read_pools(config.out_dir / "pools.parquet")
@@ -262,7 +261,7 @@ def read_comparison(path: Path):
 
 def training_seconds_per_step(out: Path, name: str) -> float | None:
     """Mean wall seconds per optimisation step of ``models/<name>``, from the trainer's log."""
-    from uae.training import read_training_log
+    from uae.training.trainer import read_training_log
 
     log = read_training_log(out / "models" / name)
     final = next((e for e in reversed(log) if "train_runtime" in e), None)

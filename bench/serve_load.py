@@ -89,7 +89,7 @@ def build_index(sentences: list[tuple[str, str]], count: int, folder: Path, thre
     import torch
 
     from uae.data.schema import Corpus, Passage
-    from uae.retriever import Retriever
+    from uae.retrieval.retriever import Retriever
 
     torch.set_num_threads(threads)
 

@@ -42,7 +42,6 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import numpy as np  # noqa: E402
-
 from common import SHARED_DATA, command_line, machine  # noqa: E402  (bench/ is on sys.path when a script runs)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -106,7 +105,7 @@ class QueryEncoder:
     def __init__(self, model=None, dtype=None) -> None:
         import torch
 
-        from uae.encoders import load_encoder
+        from uae.retrieval.encoders import load_encoder
 
         self.model = model or load_encoder("minilm", device="cpu")
         self.tokenizer = self.model.tokenizer
@@ -246,7 +245,7 @@ def build_llm(folder: Path, shape: dict) -> Path:
     import torch
     from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
 
-    from uae.encoders import packaged_minilm_path
+    from uae.retrieval.encoders import packaged_minilm_path
 
     tokenizer = AutoTokenizer.from_pretrained(packaged_minilm_path(), local_files_only=True)
     config = Qwen2Config(**shape, max_position_embeddings=32768, tie_word_embeddings=True,
@@ -320,20 +319,20 @@ def choose_dtype_and_threads(teacher, passages: list[str], rounds: int = 2) -> t
 def make_rerankers(teacher) -> dict:
     """UPR, judge and RankGPT on one loaded model (shallow teacher copies carry each method's templates)."""
     from uae.rerankers.judge import JUDGE_TEMPLATES, JudgeReranker
-    from uae.rerankers.lm import HFGenerator
     from uae.rerankers.rankgpt import RankGPTReranker
     from uae.rerankers.upr import UPR_TEMPLATES, UPRReranker
+    from uae.teachers.causal_lm import GreedyGenerator
 
     upr_teacher, judge_teacher = copy.copy(teacher), copy.copy(teacher)
     upr_teacher.templates, judge_teacher.templates = UPR_TEMPLATES, JUDGE_TEMPLATES
     return {"upr": UPRReranker(upr_teacher), "judge": JudgeReranker(judge_teacher),
-            "rankgpt": RankGPTReranker(HFGenerator(teacher), window=20, step=10)}
+            "rankgpt": RankGPTReranker(GreedyGenerator(teacher), window=20, step=10)}
 
 
 def time_reranker(reranker, questions: list[str], passages: list[str], k: int, n_queries: int, budget_s: float, deadline: float) -> dict:
     """Warm up on 2 passages, then re-rank ``k`` passages per query until ``n_queries``, the row's budget or the deadline."""
     from uae.data.schema import Corpus, Passage, Query
-    from uae.retrieval_types import Hit
+    from uae.retrieval.types import Hit
 
     corpus = Corpus(Passage(f"p{i}", text) for i, text in enumerate(passages))
     reranker.rerank([Query("warm", questions[-1])], [[Hit("p0", 1.0), Hit("p1", 0.5)]], corpus, 2)

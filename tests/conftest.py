@@ -19,7 +19,7 @@ SHARED_DATA = Path(os.environ.get("UAE_SHARED_DATA", Path(__file__).resolve().pa
 def _minilm_tokenizer():
     from transformers import AutoTokenizer
 
-    from uae.encoders import packaged_minilm_path
+    from uae.retrieval.encoders import packaged_minilm_path
 
     return AutoTokenizer.from_pretrained(packaged_minilm_path(), local_files_only=True)
 

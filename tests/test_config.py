@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from uae.config import load_config
-from uae.data.beir import DataError
+from uae.errors import DataError
 
 
 def test_relative_paths_resolve_against_the_config_file(tmp_path):
@@ -55,7 +55,7 @@ def test_the_example_config_holds_the_library_defaults_and_its_data():
 def test_the_example_data_is_the_synthetic_generator_output(tmp_path):
     from pathlib import Path
 
-    from uae.quickstart import write_quickstart_data
+    from uae.data.synthetic import write_quickstart_data
 
     generated = write_quickstart_data(tmp_path / "data")
     committed = Path(__file__).parents[1] / "examples" / "data"

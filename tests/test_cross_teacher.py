@@ -11,7 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from uae.cross_teacher import (
+from uae.data.schema import Corpus, Passage, Query
+from uae.data.tables import NO_PASSAGE, NLLRecord, nll_records_to_table, write_table
+from uae.evaluation.cross_teacher import (
     PoolContribution,
     grade_query,
     graded_qrels,
@@ -23,8 +25,6 @@ from uae.cross_teacher import (
     teacher_agreement,
     utility_ndcg,
 )
-from uae.data.schema import Corpus, Passage, Query
-from uae.data.tables import NO_PASSAGE, NLLRecord, nll_records_to_table, write_table
 from uae.teachers import DirichletTeacher
 
 
@@ -91,7 +91,7 @@ def test_teacher_agreement_over_shared_pools() -> None:
 
 
 def test_student_scores_rank_the_corpus_and_score_the_pool_with_cosines(tiny_encoder_dir: Path) -> None:
-    from uae.encoders import encode, load_encoder
+    from uae.retrieval.encoders import encode, load_encoder
 
     corpus = Corpus([Passage("a", "the island of iota", doc_id="x"), Passage("b", "a mountain called kappa", doc_id="x"),
                      Passage("c", "a river named lambda", doc_id="y")])

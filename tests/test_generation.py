@@ -9,9 +9,8 @@ import pytest
 from typer.testing import CliRunner
 
 from uae.cli import app
-from uae.evaluation.generation import answer_scores, exact_match, qasper_answer_f1, read_generations, token_f1
-from uae.generators import ExtractiveReader, GenerationRequest, HFReader, OpenAIReader, load_generator
-
+from uae.evaluation.answer_quality import answer_scores, exact_match, qasper_answer_f1, read_generations, token_f1
+from uae.evaluation.readers import ExtractiveReader, HFReader, OpenAIReader, ReaderRequest, load_reader
 
 # ---- metrics ---------------------------------------------------------------------------------
 
@@ -69,14 +68,14 @@ def test_extractive_reader_uses_corpus_idf_after_fit_and_prefers_earlier_ties() 
 
 
 def test_load_generator_specs() -> None:
-    assert isinstance(load_generator("extractive"), ExtractiveReader)
-    assert load_generator("extractive:mode=sentence").mode == "sentence"
+    assert isinstance(load_reader("extractive"), ExtractiveReader)
+    assert load_reader("extractive:mode=sentence").mode == "sentence"
     with pytest.raises(ValueError, match="does not use a prompt"):
-        load_generator("extractive", prompt="{context} {question}")
+        load_reader("extractive", prompt="{context} {question}")
     with pytest.raises(ValueError, match="unknown generator"):
-        load_generator("t5:small")
+        load_reader("t5:small")
     with pytest.raises(ValueError, match="must contain \\{question\\}"):
-        load_generator("hf:whatever", prompt="{context} only")
+        load_reader("hf:whatever", prompt="{context} only")
 
 
 # ---- LM readers on tiny random models ----------------------------------------------------------
@@ -86,10 +85,10 @@ LONG = " ".join(["the mountain kappa rises above the island of iota"] * 40)
 
 def test_hf_reader_fits_the_context_and_marks_truncation(tiny_gpt2_dir: Path) -> None:
     reader = HFReader(str(tiny_gpt2_dir), max_new_tokens=8)
-    short = GenerationRequest("How high is Kappa?", ("Kappa is 2000 metres high.",))
-    long = GenerationRequest("How high is Kappa?", (LONG, "Kappa is 2000 metres high."))
+    short = ReaderRequest("How high is Kappa?", ("Kappa is 2000 metres high.",))
+    long = ReaderRequest("How high is Kappa?", (LONG, "Kappa is 2000 metres high."))
     prompt, truncated = reader.fit_prompt(long)
-    assert truncated and reader._lm.prompt_tokens(prompt) + 8 <= reader._lm.max_length
+    assert truncated and reader.generator.prompt_tokens(prompt) + 8 <= reader.generator.max_length
     assert "Question: How high is Kappa?" in prompt
     answers = reader.generate([short, long])
     assert [a.truncated for a in answers] == [False, True]
@@ -98,13 +97,13 @@ def test_hf_reader_fits_the_context_and_marks_truncation(tiny_gpt2_dir: Path) ->
 
 
 def test_openai_reader_through_the_testing_server(tiny_gpt2_dir: Path) -> None:
-    from uae.teachers.testing_server import serve
+    from uae.testing import serve
 
     with serve(tiny_gpt2_dir) as server:
-        reader = load_generator(f"openai:{server.base_url}", max_new_tokens=4, concurrency=2, backoff=0.01)
+        reader = load_reader(f"openai:{server.base_url}", max_new_tokens=4, concurrency=2, backoff=0.01)
         assert isinstance(reader, OpenAIReader) and reader.name == f"openai:{tiny_gpt2_dir}"
-        answers = reader.generate([GenerationRequest("How high is Kappa?", ("Kappa is 2000 metres high.",)),
-                                   GenerationRequest("How high is Kappa?", (LONG,))])
+        answers = reader.generate([ReaderRequest("How high is Kappa?", ("Kappa is 2000 metres high.",)),
+                                   ReaderRequest("How high is Kappa?", (LONG,))])
         assert [a.truncated for a in answers] == [False, True]  # the long prompt got HTTP 400 and was cut
         assert all(isinstance(a.text, str) and "\n" not in a.text for a in answers)
         assert server.state.requests >= 3
@@ -174,7 +173,7 @@ def test_uae_eval_generate_hf_with_a_tiny_random_model(tmp_path: Path, tiny_enco
 
 
 def test_uae_eval_generate_openai_through_the_testing_server(tmp_path: Path, tiny_encoder_dir: Path, tiny_gpt2_dir: Path) -> None:
-    from uae.teachers.testing_server import serve
+    from uae.testing import serve
 
     data, out = _beir(tmp_path / "data"), tmp_path / "eval"
     with serve(tiny_gpt2_dir) as server:

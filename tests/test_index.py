@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from uae.data.schema import Corpus, Passage
-from uae.index import DenseIndex
+from uae.retrieval.index import DenseIndex
 
 
 def _unit(rows):

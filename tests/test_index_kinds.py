@@ -11,9 +11,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-import uae.index as index_module
+import uae.retrieval.index as index_module
 from uae.data.schema import Passage
-from uae.index import DenseIndex, DuplicatePassageError, IndexConfig, UnknownPassageError
+from uae.retrieval.index import DenseIndex, DuplicatePassageError, IndexConfig, UnknownPassageError
 
 DIM = 32
 CONFIGS = {

@@ -7,7 +7,8 @@ import pytest
 
 from uae.data.schema import Corpus, Passage, Query
 from uae.data.tables import NO_PASSAGE, Candidate
-from uae.labeling import ManifestMismatch, label_pools, read_labels
+from uae.errors import ManifestMismatch
+from uae.labeling import label_pools, read_labels
 from uae.teachers import DirichletTeacher
 from uae.teachers.base import NLLResult
 

@@ -42,7 +42,7 @@ def job():
 
 
 def test_ray_labels_equal_the_serial_runner(local_ray, job, tmp_path: Path) -> None:
-    from uae.labeling_ray import label_pools_ray
+    from uae.labeling.ray import label_pools_ray
 
     corpus, queries, pools = job
     serial = label_pools(queries, pools, corpus, DirichletTeacher(), tmp_path / "serial", part_queries=3, progress=False)
@@ -73,7 +73,7 @@ def test_ray_resumes_a_crashed_serial_job_and_the_cli_flag_works(local_ray, job,
 
 
 def test_missing_ray_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
-    from uae.labeling_ray import import_ray
+    from uae.labeling.ray import import_ray
 
     monkeypatch.setitem(sys.modules, "ray", None)
     with pytest.raises(ImportError, match=r"pip install 'uae\[ray\]'"):

@@ -13,7 +13,8 @@ from typer.testing import CliRunner
 from uae.cli import app
 from uae.data.schema import Passage, Query
 from uae.data.tables import NO_PASSAGE, Candidate
-from uae.labeling import _TokenRateColumn, label_pools, read_labels
+from uae.labeling import label_pools, read_labels
+from uae.labeling.local import TokenRateColumn
 from uae.teachers import DirichletTeacher
 from uae.teachers.hf import HFTeacher
 
@@ -104,6 +105,6 @@ def test_tokens_reported_by_the_teacher_reach_the_summary_and_the_bar(tmp_path: 
 
     progress = Progress()
     task_id = progress.add_task("labeling", total=10, tokens=None)
-    assert str(_TokenRateColumn().render(progress.tasks[0])) == ""
+    assert str(TokenRateColumn().render(progress.tasks[0])) == ""
     progress.update(task_id, advance=5, tokens=1000)
-    assert str(_TokenRateColumn().render(progress.tasks[0])).endswith("tok/s")
+    assert str(TokenRateColumn().render(progress.tasks[0])).endswith("tok/s")

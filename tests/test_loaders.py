@@ -19,17 +19,29 @@ from hypothesis import strategies as st
 
 from uae.data import DataError, Dataset, read_dataset
 from uae.data.chunking import Chunk, chunk_text, spans_to_chunks
-from uae.data.loaders import DATASETS, dataset_stats, load, load_named, loader_options
-from uae.data.loaders import beir_folder, newsqa, nq_qed, pubmedqa, qasper, qmsum, squad
-from uae.data.loaders.download import DownloadError, download, sha256_of
+from uae.data.loaders import (
+    DATASETS,
+    beir_folder,
+    dataset_stats,
+    load,
+    load_named,
+    loader_options,
+    newsqa,
+    nq_qed,
+    pubmedqa,
+    qasper,
+    qmsum,
+    squad,
+)
+from uae.data.loaders.download import download, sha256_of
 from uae.data.loaders.prepare import parse_options, prepare
 from uae.data.loaders.registry import DatasetInfo, RemoteFile
 from uae.data.schema import Corpus, Passage, Query, SkipReport
 from uae.data.splits import query_documents, split_by_document
+from uae.errors import DownloadError
 
 FIXTURES = Path(__file__).parent / "fixtures"
 from conftest import SHARED_DATA as SHARED
-
 
 # ----------------------------------------------------------------------------- chunking
 

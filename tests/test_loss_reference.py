@@ -2,7 +2,7 @@
 
 The reference below is written from the loss's definition, with plain Python loops over
 queries and candidates and torch only for scalar arithmetic (so autograd gives its gradients).
-It shares no helper with ``uae.losses``:
+It shares no helper with ``uae.training.losses``:
 
     L(q_i) = (1 - lam) * sum_{k} p*_i(k) * (logZ_i - s(q_i, d_{i,k}))
              + lam * (logZ_i - s(q_i, d_{i, argmax p*_i})),
@@ -21,7 +21,7 @@ import pytest
 import torch
 from torch import Tensor
 
-from uae.losses import UtilityModulatedInfoNCE
+from uae.training.losses import UtilityModulatedInfoNCE
 
 B, K, D = 3, 4, 6
 TOLERANCE = 1e-6

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from uae.losses import (
+from uae.training.losses import (
     LOSSES,
     GoldInfoNCE,
     HardUtilityInfoNCE,
@@ -144,7 +144,7 @@ def test_masked_passage_gets_no_gradient_from_its_own_row() -> None:
 
 
 def test_non_finite_loss_stops_the_forward_pass() -> None:
-    from uae.losses import NonFiniteLoss
+    from uae.errors import NonFiniteLoss
 
     embeddings = random_batch(requires_grad=False)
     embeddings[0] = torch.full_like(embeddings[0], float("nan"))

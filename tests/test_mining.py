@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from uae.bm25 import BM25Index
 from uae.data.schema import Corpus, Passage
-from uae.mining import build_pool, reciprocal_rank_fusion
-from uae.retrieval_types import Hit
+from uae.retrieval.bm25 import BM25Index
+from uae.retrieval.mining import build_pool, reciprocal_rank_fusion
+from uae.retrieval.types import Hit
 
 
 def test_rrf_rewards_agreement():

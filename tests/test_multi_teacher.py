@@ -9,11 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from uae.cross_teacher import load_teacher_utilities, mixed_training_utilities
+from uae.config import TargetConfig
 from uae.data.schema import Corpus, Passage, Query
 from uae.data.tables import NO_PASSAGE, Candidate, NLLRecord, nll_records_to_table, write_table
-from uae.targets import TargetConfig, combine_teacher_utilities, targets_as_utilities, teacher_weights
-from uae.training import build_training_rows
+from uae.targets import combine_teacher_utilities, targets_as_utilities, teacher_weights
+from uae.targets.mixing import load_teacher_utilities, mixed_training_utilities
+from uae.training.rows import build_training_rows
 
 LN3, LN2, LN5 = math.log(3), math.log(2), math.log(5)
 A = {"q": {"a": 0.0, "b": LN3}}  # p_A = (1/4, 3/4) at tau 1

@@ -94,7 +94,7 @@ def test_without_evidence_training_never_reads_the_relevance_judgements(tmp_path
 
 def test_dev_split_holds_out_whole_documents():
     from uae.data.schema import Query
-    from uae.selection import split_dev
+    from uae.training.selection import split_dev
 
     queries = [Query(f"q{i}", "?", ("a",), doc_id=f"d{i // 4}") for i in range(80)]  # 20 documents of 4 questions
     documents = {q.id: q.doc_id for q in queries}

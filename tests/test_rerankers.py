@@ -19,7 +19,7 @@ from uae.rerankers.judge import JUDGE_TEMPLATES, JudgeReranker
 from uae.rerankers.oracle import OracleReranker
 from uae.rerankers.rankgpt import ParseStats, RankGPTReranker, parse_permutation, window_spans
 from uae.rerankers.upr import UPR_INSTRUCTION, UPR_TEMPLATES, UPRReranker
-from uae.retrieval_types import Hit
+from uae.retrieval.types import Hit
 from uae.teachers import DirichletTeacher, NLLRequest, load_teacher
 
 QUESTION = "where is the eiffel tower?"
@@ -61,7 +61,7 @@ class _ByLength(Reranker):
 
     name = "by_length"
 
-    def rank(self, query: str, passages: list[str]) -> list[float]:
+    def score(self, query: str, passages: list[str]) -> list[float]:
         return [math.nan if "nan" in p else float(len(p)) for p in passages]
 
 
@@ -105,7 +105,7 @@ class _Constant(Reranker):
 
     name = "constant"
 
-    def rank(self, query: str, passages: list[str]) -> list[float]:
+    def score(self, query: str, passages: list[str]) -> list[float]:
         return [1.0] * len(passages)
 
 
@@ -160,7 +160,7 @@ def test_strictly_decreasing_moves_only_tied_scores_and_only_by_float_steps() ->
 
 def test_upr_score_is_the_hand_computed_question_log_likelihood(model_dir: Path) -> None:
     reranker = load_reranker(f"upr:hf:{model_dir}")
-    scores = reranker.rank(QUESTION, PASSAGES[:2])
+    scores = reranker.score(QUESTION, PASSAGES[:2])
     for passage, score in zip(PASSAGES[:2], scores):
         prompt = UPR_TEMPLATES.prefix(UPR_INSTRUCTION, passage)
         log_probs, prompt_ids, tokenizer = _hand_log_probs(model_dir, prompt + QUESTION)
@@ -182,7 +182,7 @@ def test_upr_refuses_a_backend_with_other_templates(tiny_gpt2_dir: Path) -> None
 def test_judge_score_is_the_hand_computed_yes_no_log_odds(model_dir: Path) -> None:
     reranker = load_reranker(f"judge:hf:{model_dir}")
     assert reranker.fast
-    scores = reranker.rank(QUESTION, PASSAGES)
+    scores = reranker.score(QUESTION, PASSAGES)
     for passage, score in zip(PASSAGES, scores):
         log_probs, _, tokenizer = _hand_log_probs(model_dir, JUDGE_TEMPLATES.prefix(QUESTION, passage).rstrip())
         [yes] = tokenizer("Yes", add_special_tokens=False)["input_ids"]
@@ -192,9 +192,9 @@ def test_judge_score_is_the_hand_computed_yes_no_log_odds(model_dir: Path) -> No
 
 def test_judge_fast_path_equals_the_answer_nll_path(tiny_llama_dir: Path) -> None:
     reranker = load_reranker(f"judge:hf:{tiny_llama_dir}")
-    fast = reranker.rank(QUESTION, PASSAGES)
+    fast = reranker.score(QUESTION, PASSAGES)
     reranker.fast = False
-    assert reranker.rank(QUESTION, PASSAGES) == pytest.approx(fast, abs=1e-4)
+    assert reranker.score(QUESTION, PASSAGES) == pytest.approx(fast, abs=1e-4)
 
 
 def test_judge_on_a_teacher_without_a_model_uses_answer_nlls() -> None:
@@ -202,7 +202,7 @@ def test_judge_on_a_teacher_without_a_model_uses_answer_nlls() -> None:
     teacher.fit(["yes it is in paris", "no bananas"])
     reranker = JudgeReranker(teacher)
     assert not reranker.fast and reranker.describe()["path"] == "answer NLLs of Yes and No"
-    [score] = reranker.rank(QUESTION, ["yes yes paris"])
+    [score] = reranker.score(QUESTION, ["yes yes paris"])
     yes, no = teacher.score([NLLRequest(QUESTION, "Yes", "yes yes paris"), NLLRequest(QUESTION, "No", "yes yes paris")])
     assert score == pytest.approx(no.nll - yes.nll) and score > 0
 
@@ -234,7 +234,7 @@ def test_oracle_keeps_first_stage_order_for_a_query_without_answers() -> None:
     assert [h.passage_id for h in ranked] == ["b", "a"]
     assert reranker.repairs == {"no_gold_answer": 1}
     with pytest.raises(ValueError, match="gold answers"):
-        reranker.rank(QUESTION, ["paris"])
+        reranker.score(QUESTION, ["paris"])
 
 
 def test_oracle_leaves_out_answers_without_word_tokens() -> None:
@@ -345,7 +345,7 @@ def test_sliding_window_applies_scripted_permutations_in_order() -> None:
     assert ["[1] passage p2", "[2] passage p3", "[3] passage p4"] == [line for line in generator.prompts[0].splitlines() if line.startswith("[")][:3]
     assert ["[1] passage p0", "[2] passage p1", "[3] passage p4"] == [line for line in generator.prompts[1].splitlines() if line.startswith("[")][:3]
     generator.outputs = ["[3] > [1] > [2]", "[3] > [2] > [1]"]
-    assert reranker.rank("q", passages) == [3.0, 4.0, 2.0, 1.0, 5.0] and not reranker.repairs
+    assert reranker.score("q", passages) == [3.0, 4.0, 2.0, 1.0, 5.0] and not reranker.repairs
 
 
 def test_sliding_window_with_a_perfect_judge_bubbles_the_best_to_the_top() -> None:
@@ -372,7 +372,7 @@ def test_rankgpt_repairs_bad_output_and_cuts_passages_to_the_context() -> None:
 def test_rankgpt_end_to_end_on_a_tiny_model(tiny_lm_builder) -> None:
     model = tiny_lm_builder("llama", 1024)
     reranker = load_reranker(f"rankgpt:hf:{model}", window=3, step=2)
-    scores = reranker.rank(QUESTION, PASSAGES + ["a fourth passage about towers."])
+    scores = reranker.score(QUESTION, PASSAGES + ["a fourth passage about towers."])
     assert sorted(scores) == [1.0, 2.0, 3.0, 4.0]
     assert len(reranker.outputs) == 2  # windows (1, 4) and (0, 3)
     assert reranker.describe()["window"] == 3 and reranker.caveat().startswith("toy-sized LM")

@@ -11,16 +11,16 @@ import httpx
 import numpy as np
 import pytest
 import uvicorn
+from conftest import build_tiny_encoder
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
-from conftest import build_tiny_encoder
 from uae.cli import app as cli_app
 from uae.data.schema import Corpus, Passage
-from uae.encoders import encode
-from uae.index import DenseIndex
-from uae.retriever import Retriever
-from uae.server import MicroBatcher, ServerSettings, create_app
+from uae.retrieval.encoders import encode
+from uae.retrieval.index import DenseIndex
+from uae.retrieval.retriever import Retriever
+from uae.serving.server import MicroBatcher, ServerSettings, create_app
 
 TOPICS = ["river", "castle", "engine", "garden", "violin", "glacier"]
 SETTINGS = ServerSettings(max_queries=4, max_query_chars=50, max_k=20, max_passages=3, max_wait_ms=2)

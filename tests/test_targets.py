@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
+from uae.config import TargetConfig
 from uae.data.tables import NO_PASSAGE, NLLRecord
-from uae.targets import TargetConfig, build_targets, target_distribution, utilities_from_nlls
+from uae.targets import build_targets, target_distribution, utilities_from_nlls
 
 
 def rec(qid: str, pid: str, answer: int, nll: float) -> NLLRecord:

@@ -9,7 +9,8 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from uae.teachers import NLLRequest, PromptTemplates, load_teacher
-from uae.teachers.hf import HFTeacher, encode_prompt_answer
+from uae.teachers.causal_lm import encode_prompt_answer, token_budget_batches
+from uae.teachers.hf import HFTeacher
 
 WITH_PASSAGE = NLLRequest(
     question="where is the eiffel tower?",
@@ -74,7 +75,8 @@ def test_batched_equals_one_by_one_in_input_order(teacher: HFTeacher) -> None:
         )
     ]
     batched = teacher.score(requests)
-    assert len(list(teacher._batches([teacher._encode(i, r) for i, r in enumerate(requests)]))) > 1
+    lengths = [teacher.encode(i, r).input_length for i, r in enumerate(requests)]
+    assert len(list(token_budget_batches(lengths, teacher.batch_tokens))) > 1
     single = [teacher.score([request])[0] for request in requests]
     assert [r.nll for r in batched] == pytest.approx([r.nll for r in single], abs=1e-5)
     assert [r.answer_tokens for r in batched] == [r.answer_tokens for r in single]
@@ -89,7 +91,7 @@ def test_long_passage_is_truncated(tiny_lm_builder, arch: str) -> None:
     assert not short_result.truncated
     assert long_result.truncated
     assert long_result.answer_tokens == len(teacher.tokenizer("gustave eiffel", add_special_tokens=False)["input_ids"])
-    encoded = teacher._encode(0, long)
+    encoded = teacher.encode(0, long)
     assert encoded.input_length <= 40
     assert encoded.input_length >= 38, "the passage should be cut no more than needed"
 

@@ -13,17 +13,12 @@ from typer.testing import CliRunner
 
 from uae.cli import app
 from uae.data.schema import Passage
+from uae.errors import PromptLogprobsUnavailable, TeacherServerError
 from uae.labeling import label_pools, read_labels
 from uae.teachers import NLLRequest, load_teacher
 from uae.teachers.hf import HFTeacher
-from uae.teachers.openai_compat import (
-    OpenAICompatTeacher,
-    PromptLogprobsUnavailable,
-    PromptToken,
-    TeacherServerError,
-    answer_token_indices,
-)
-from uae.teachers.testing_server import serve
+from uae.teachers.openai import OpenAICompatTeacher, PromptToken, answer_token_indices
+from uae.testing import serve
 
 REQUESTS = [
     NLLRequest("where is the eiffel tower?", "in paris, france", "the eiffel tower is a wrought iron tower in paris."),

@@ -7,11 +7,11 @@ import json
 import numpy as np
 import pytest
 
-from uae.config import SelectionConfig, TrainingConfig
+from uae.config import SelectionConfig, TargetConfig, TrainingConfig
 from uae.data.schema import Corpus, Passage, Query
 from uae.data.tables import Candidate
-from uae.targets import TargetConfig
-from uae.training import build_training_rows, select_pool, train_model
+from uae.training.rows import build_training_rows, select_pool
+from uae.training.trainer import train_model
 
 
 @pytest.fixture
@@ -137,7 +137,7 @@ def test_down_weighted_and_masked_rows_are_counted(small):
 
 
 def dev_fixture(small):
-    from uae.selection import DevSet
+    from uae.training.selection import DevSet
 
     corpus, queries, pools, utilities = small
     dev_queries = [Query("d0", "text number 5", ("answer",)), Query("d1", "text number 7", ("answer",))]
@@ -178,15 +178,15 @@ def torch_equal(a, b) -> bool:
 
 def test_a_perfect_base_is_never_replaced(small, tiny_encoder_dir, tmp_path, capsys):
     """On a dev set where the base already ranks every gold passage first, no student can beat it."""
-    from uae.encoders import load_encoder
-    from uae.selection import score_dev
+    from uae.retrieval.encoders import load_encoder
+    from uae.training.selection import score_dev
 
     corpus, queries, pools, utilities = small
     dev = dev_fixture(small)
     base_scores = score_dev(load_encoder(str(tiny_encoder_dir)), dev)
     perfect = dev if base_scores["map"] == 1.0 else None
     if perfect is None:  # make it perfect: each dev question's only candidate is its gold passage and one copy of it
-        from uae.selection import DevSet
+        from uae.training.selection import DevSet
 
         perfect = DevSet(dev.queries, {"d0": ["p5"], "d1": ["p7"]}, {"p5": dev.texts["p5"], "p7": dev.texts["p7"]}, dev.answers,
                          dev.qrels, None, 2)
@@ -206,3 +206,25 @@ def test_a_diverging_run_stops_with_an_error_and_saves_nothing(small, tiny_encod
         train_model(rows, str(tiny_encoder_dir), tmp_path / "model", config, {})
     assert not (tmp_path / "model" / "uae_training.json").exists()
     assert not list((tmp_path / "model").glob("*.safetensors"))
+
+
+def test_uae_train_without_the_train_extra_says_how_to_install(tmp_path, monkeypatch):
+    import sys
+
+    from typer.testing import CliRunner
+
+    from uae.cli import app
+    from uae.data.beir import write_dataset
+    from uae.data.schema import Dataset
+    from uae.data.tables import write_pools
+
+    passages = [Passage(pid, f"{pid} passage text number {i}") for i, pid in enumerate("abcd")]
+    dataset = Dataset("tiny", Corpus(passages), {"q": Query("q", "question about a?", ("answer",))}, {"train": {"q": {"a": 1}}})
+    write_dataset(dataset, tmp_path / "data")
+    write_pools({"q": [Candidate("a", 2.0, True), Candidate("b", 1.0, False)]}, tmp_path / "pools.parquet")
+    monkeypatch.setitem(sys.modules, "datasets", None)
+    result = CliRunner().invoke(app, ["train", str(tmp_path / "data"), "--pools", str(tmp_path / "pools.parquet"),
+                                      "--loss", "infonce_gold", "--out", str(tmp_path / "model"), "--steps", "1"])
+    assert result.exit_code == 2, result.output
+    assert "pip install 'uae[train]'" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "model" / "uae_training.json").exists()

@@ -17,7 +17,7 @@ import pytest
 import torch
 from torch import Tensor
 
-from uae.losses import UtilityModulatedInfoNCE
+from uae.training.losses import UtilityModulatedInfoNCE
 
 N_QUERIES, K, TAU_S, STEPS, SEED = 8, 4, 0.05, 10, 0
 

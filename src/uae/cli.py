@@ -33,15 +33,27 @@ def _fail(message: str) -> None:
 
 
 def _guarded(action):
-    """Run ``action``; input errors become one red line and exit code 2, not a traceback."""
-    from uae.data.beir import DataError
-    from uae.labeling import ManifestMismatch
-    from uae.retriever import ModelIndexMismatch
+    """Run ``action``; input errors (:data:`uae.errors.USER_ERRORS`) become one red line and exit code 2, not a traceback."""
+    from uae.errors import USER_ERRORS
 
     try:
         return action()
-    except (DataError, ManifestMismatch, ModelIndexMismatch, ValueError, FileNotFoundError, ConnectionError, ArithmeticError) as err:
+    except USER_ERRORS as err:
         _fail(str(err))
+
+
+def _read_pooled(data: Path, pools: Path):
+    """The dataset, the pools of ``uae mine`` and the pooled queries; pools of another dataset are refused."""
+    from uae.data.beir import read_dataset
+    from uae.data.tables import read_pools
+    from uae.errors import DataError
+
+    dataset = read_dataset(data)
+    pool_table = read_pools(pools)
+    if unknown := [qid for qid in pool_table if qid not in dataset.queries]:
+        raise DataError(pools, None, f"{len(unknown)} pooled query id(s) are not in {data}/queries.jsonl, "
+                                     f"e.g. {unknown[:5]}; were the pools mined from another dataset?")
+    return dataset, pool_table, [dataset.queries[qid] for qid in pool_table]
 
 
 def _peak_memory_mib() -> float:
@@ -55,8 +67,9 @@ def quickstart(
     fresh: Annotated[bool, typer.Option(help="recompute every stage")] = False,
 ) -> None:
     """Every stage, offline, on the embedded synthetic QA set: MiniLM base, Dirichlet teacher."""
+    from uae.config import quickstart_config
+    from uae.data.synthetic import write_quickstart_data
     from uae.pipeline import run_pipeline
-    from uae.quickstart import quickstart_config, write_quickstart_data
 
     started = time.perf_counter()
     if fresh and out.exists():
@@ -98,9 +111,9 @@ def mine(
     """Mine candidate pools with BM25 + the base encoder, fused by reciprocal rank."""
     from uae.data.beir import read_dataset
     from uae.data.tables import write_pools
-    from uae.mining import mine_pools
-    from uae.pipeline import report_skips
-    from uae.retriever import Retriever
+    from uae.progress import report_skips
+    from uae.retrieval.mining import mine_pools
+    from uae.retrieval.retriever import Retriever
 
     def action():
         dataset = read_dataset(data)
@@ -130,24 +143,17 @@ def label(
     gpus_per_worker: Annotated[Optional[float], typer.Option(help="--ray: GPUs per worker (default 1 if the cluster has GPUs, else 0)")] = None,
 ) -> None:
     """Score each pooled passage: the answer's NLL with and without it, per gold answer."""
-    from uae.data.beir import DataError, read_dataset
-    from uae.data.tables import read_pools
     from uae.labeling import label_pools
     from uae.teachers import load_teacher
 
     def action():
-        dataset = read_dataset(data)
-        pool_table = read_pools(pools)
-        if unknown := [qid for qid in pool_table if qid not in dataset.queries]:
-            raise DataError(pools, None, f"{len(unknown)} pooled query id(s) are not in {data}/queries.jsonl, "
-                                         f"e.g. {unknown[:5]}; were the pools mined from another dataset?")
-        queries = [dataset.queries[qid] for qid in pool_table]
+        dataset, pool_table, queries = _read_pooled(data, pools)
         options: dict = {"batch_tokens": batch_tokens} if teacher.startswith("hf:") else {}
         if teacher.startswith("openai:"):
             options = {"concurrency": concurrency, **({"model": model} if model else {})}
         try:
             if ray:
-                from uae.labeling_ray import label_pools_ray
+                from uae.labeling.ray import label_pools_ray
 
                 summary = label_pools_ray(queries, pool_table, dataset.corpus, teacher, out, part_queries,
                                           teacher_options=options, workers=workers, gpus_per_worker=gpus_per_worker,
@@ -206,13 +212,11 @@ def train(
 
     Defaults are those of `uae run` (examples/config.yaml).
     """
-    from uae.config import RunConfig, SelectionConfig, TrainingConfig
-    from uae.data.beir import DataError, read_dataset
-    from uae.data.tables import read_pools
-    from uae.labeling import read_labels
-    from uae.pipeline import report_skips, stage_train
-    from uae.targets import TargetConfig, utilities_from_nlls
-    from uae.training import label_kind_of
+    from uae.config import RunConfig, SelectionConfig, TargetConfig, TeacherMixConfig, TrainingConfig
+    from uae.pipeline import stage_train
+    from uae.progress import report_skips
+    from uae.targets.mixing import load_training_labels
+    from uae.training.losses import label_kind_of
 
     def action():
         training = TrainingConfig(**_given(loss=loss, tau_s=tau_s, hard_mix=hard_mix, steps=steps, batch_size=batch_size,
@@ -224,20 +228,21 @@ def train(
                                         gold=gold_rule))
         selection = SelectionConfig(**_given(dev_fraction=dev_fraction, metric=selection_metric, eval_every=eval_every,
                                              patience=patience, fallback=fallback))
-        dataset = read_dataset(data)
-        pool_table = read_pools(pools)
-        if unknown := [qid for qid in pool_table if qid not in dataset.queries]:
-            raise DataError(pools, None, f"{len(unknown)} pooled query id(s) are not in {data}/queries.jsonl, e.g. {unknown[:5]}")
-        queries = [dataset.queries[qid] for qid in pool_table]
+        dataset, pool_table, queries = _read_pooled(data, pools)
         utilities, record = None, {}
-        if label_kind_of(training.loss) != "gold" and len(labels) > 1:
-            utilities, targets, record = _mixed_teachers(labels, teacher_weights, combine, aggregate, targets)
-        elif label_kind_of(training.loss) != "gold":
+        teacher = _labels_teacher(labels) or "dirichlet"
+        if label_kind_of(training.loss) != "gold":
             if not labels:
                 _fail(f"loss {training.loss} learns from utilities: pass --labels from `uae label`")
-            utilities, skipped = utilities_from_nlls(read_labels(labels[0]), aggregate)
-            report_skips("utilities", skipped)
-        teacher = "+".join(record["teacher"]["teachers"]) if record else _labels_teacher(labels) or "dirichlet"
+            weights = [float(w) for w in teacher_weights.split(",")] if teacher_weights and len(labels) > 1 else None
+            mix = TeacherMixConfig(weights=weights, mode=combine) if len(labels) > 1 else None
+            learned = load_training_labels(labels, aggregate, targets, mix)
+            for stage, skipped in learned.skipped.items():
+                report_skips(stage, skipped)
+            if mix is not None:
+                console.print(f"targets from {len(labels)} teachers ({mix.mode}): {learned.record['teacher']['teachers']}, "
+                              f"weights {mix.weights or 'equal'}")
+            utilities, targets, record, teacher = learned.utilities, learned.targets, learned.record, learned.teacher
         config = RunConfig(data=str(data), out=str(out.parent), base_model=base_model, train_split=split,
                            labeling={"teacher": teacher, "aggregate": aggregate}, targets=targets,
                            training=training, selection=selection)
@@ -254,27 +259,9 @@ def _given(**options):
 
 def _labels_teacher(labels: list[Path]) -> str | None:
     """The teacher recorded in the one labels folder's manifest, if any."""
-    from uae.cross_teacher import teacher_name
+    from uae.labeling.jobs import teacher_name
 
     return teacher_name(labels[0]) if len(labels) == 1 else None
-
-
-def _mixed_teachers(labels: list[Path], weights: Optional[str], mode: str, aggregate: str, targets):
-    """Utilities, targets config and model-card record for training on several teachers."""
-    from uae.config import TeacherMixConfig
-    from uae.cross_teacher import load_teacher_utilities, mixed_training_utilities
-    from uae.pipeline import report_skips
-
-    values = [float(w) for w in weights.split(",")] if weights else None
-    mix = TeacherMixConfig(weights=values, mode=mode)
-    per_teacher, skips = load_teacher_utilities(labels, aggregate)
-    for name, skipped in skips.items():
-        report_skips(f"utilities ({name})", skipped)
-    utilities, rows_targets, skipped = mixed_training_utilities(per_teacher, mix.weights, mix.mode, targets)
-    report_skips("combined teachers", skipped)
-    console.print(f"targets from {len(per_teacher)} teachers ({mix.mode}): {list(per_teacher)}, weights {mix.weights or 'equal'}")
-    record = {"teacher": {"teachers": list(per_teacher), "weights": mix.weights, "mode": mix.mode, "targets": targets.model_dump()}}
-    return utilities, rows_targets, record
 
 
 @app.command()
@@ -288,8 +275,11 @@ def qrels(
     min_utility: Annotated[float, typer.Option(help="a passage is helpful when its utility exceeds this")] = 0.0,
 ) -> None:
     """Graded qrels from a teacher's utilities, to judge retrievers by a held-out teacher."""
-    from uae.cross_teacher import grade_histogram, graded_qrels, teacher_name, utilities_from_labels, write_qrels
-    from uae.pipeline import report_skips
+    from uae.data.beir import write_qrels
+    from uae.evaluation.cross_teacher import grade_histogram, graded_qrels
+    from uae.labeling.jobs import teacher_name
+    from uae.progress import report_skips
+    from uae.targets.utilities import utilities_from_labels
 
     def action():
         if aggregate not in ("mean", "max"):
@@ -322,8 +312,8 @@ def index(
 ) -> None:
     """Encode the corpus with MODEL and write a FAISS index bound to it."""
     from uae.data.beir import read_dataset
-    from uae.index import IndexConfig
-    from uae.retriever import Retriever
+    from uae.retrieval.index import IndexConfig
+    from uae.retrieval.retriever import Retriever
 
     def action():
         options = {"hnsw_m": hnsw_m, "ef_construction": ef_construction, "ef_search": ef_search, "nlist": nlist,
@@ -345,7 +335,7 @@ def search(
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
 ) -> None:
     """Search an index with the model it was built with."""
-    from uae.retriever import Retriever
+    from uae.retrieval.retriever import Retriever
 
     def action():
         retriever = Retriever.load(index_dir)
@@ -384,8 +374,8 @@ def serve(
         os.environ["OMP_NUM_THREADS"] = str(threads)  # read by the OpenMP runtimes of torch and FAISS when they load
     import uvicorn
 
-    from uae.retriever import Retriever
-    from uae.server import ServerSettings, create_app
+    from uae.retrieval.retriever import Retriever
+    from uae.serving.server import ServerSettings, create_app
 
     def action():
         if threads is not None:

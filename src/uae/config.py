@@ -13,15 +13,63 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from uae.data.beir import DataError
-from uae.encoders import DEFAULT_ENCODER
-from uae.targets import TargetConfig
+from uae.errors import DataError
+from uae.retrieval.encoders import DEFAULT_ENCODER
 
 LossName = Literal["um_infonce", "infonce_gold", "hard_utility", "pool_kl", "margin_mse"]
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+class TargetConfig(BaseModel):
+    """How utilities become a training target, applied in the order listed below.
+
+    Attributes:
+        harmful_floor: utilities below this value are raised to it, so that passages that
+            mislead the teacher cannot push every other passage's share up without bound;
+            ``None`` applies no floor.
+        normalize: ``"zscore"`` standardises the utilities of each query over its pool
+            (robust to perplexity noise that differs between queries); ``"none"`` keeps them.
+        tau_t: teacher temperature of the softmax; smaller is sharper.
+        top_m: keep only the ``m`` highest-utility passages (ties: earlier in the pool wins);
+            the others get a target of exactly 0. ``None`` keeps all.
+        confidence: what to do with a query whose best passage barely helps the teacher (its
+            utility ``u_max`` is below the threshold ``c``): ``"weight"`` scales the query's loss
+            by ``u_max / c``, ``"soften"`` raises its temperature to ``tau_t * c / u_max``,
+            ``"skip"`` drops it, ``"none"`` trusts every query alike. Under every rule but
+            ``"none"`` a query where no passage helps at all (``u_max <= 0``) is skipped. A sharp
+            target on a query the teacher is unsure of teaches noise.
+        confidence_quantile: the threshold ``c`` is this quantile of the best utilities of the
+            training queries (those with ``u_max > 0``): the rule acts on the least sure share of
+            the queries of *this* dataset and teacher. Utilities are nats per answer token, and
+            their scale depends on the teacher and on the answers' length (a one-word answer
+            gains far more per token from the right passage than a summary does), so a fixed
+            threshold does not carry over from one dataset to the next.
+        confident_utility: a fixed threshold ``c`` in nats per answer token instead of the quantile.
+        gold: how passages marked as evidence (when evidence labels exist) enter the target:
+            ``"mask"`` leaves a gold passage whose target is below the uniform share out of the
+            query's softmax (it is not taught as a distractor, nor as a positive), ``"floor"``
+            gives the row's gold passages at least ``gold_floor`` of the target together,
+            ``"none"`` uses the teacher's target as it is.
+        gold_floor: the ``"floor"`` rule's share.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    tau_t: float = Field(default=0.1, gt=0, allow_inf_nan=False, description="teacher temperature of the target softmax")
+    normalize: Literal["none", "zscore"] = "none"
+    harmful_floor: float | None = Field(default=None, allow_inf_nan=False)
+    top_m: int | None = Field(default=None, ge=1)
+    confidence: Literal["none", "skip", "weight", "soften"] = Field(
+        "weight", description="queries whose best passage helps less than the confidence threshold: weight | soften | skip | none")
+    confidence_quantile: float = Field(0.25, gt=0, lt=1, description="the confidence threshold: this quantile of the "
+                                       "training queries' best utilities")
+    confident_utility: float | None = Field(None, gt=0, allow_inf_nan=False, description="a fixed confidence threshold "
+                                            "(nats per answer token) instead of the quantile")
+    gold: Literal["mask", "floor", "none"] = Field("mask", description="gold passages the teacher finds useless: mask | floor | none")
+    gold_floor: float = Field(0.5, gt=0, le=1, description="the floor rule: share of the target the row's gold passages get at least")
 
 
 class MiningConfig(_Strict):
@@ -58,7 +106,7 @@ class TrainingConfig(_Strict):
 
 
 class SelectionConfig(_Strict):
-    """Model selection on a dev split held out from the training questions, by document (see ``uae.selection``)."""
+    """Model selection on a dev split held out from the training questions, by document (see ``uae.training.selection``)."""
 
     dev_fraction: float = Field(0.1, ge=0, lt=0.5, description="share of the training questions held out (0: no selection)")
     min_dev_questions: int = Field(50, ge=1, description="the fewest dev questions, where the data allows")
@@ -78,6 +126,7 @@ class EvalConfig(_Strict):
     significance: Literal["student", "fisher"] = "student"
     encode_scopes_only: bool = Field(False, description="when every evaluated question is scoped, encode only the documents they "
                                      "search (same metrics, less encoding; the saved index then holds those documents only)")
+    oracle_depth: int = Field(20, ge=1, description="passages of the base encoder's ranking the teacher oracle re-ranks")
 
 
 class GenerationConfig(_Strict):
@@ -85,7 +134,7 @@ class GenerationConfig(_Strict):
 
     backend: str = Field("extractive", description="extractive | extractive:mode=sentence | hf:<model> | openai:<base_url>")
     k: int = Field(5, ge=1, description="retrieved passages given to the reader")
-    prompt: str | None = Field(None, description="LM readers: template with {context} and {question} (default: uae.generators.DEFAULT_PROMPT)")
+    prompt: str | None = Field(None, description="LM readers: template with {context} and {question} (default: uae.evaluation.readers.DEFAULT_PROMPT)")
     max_new_tokens: int = Field(32, ge=1, description="LM readers: most tokens generated per answer")
 
 
@@ -141,6 +190,15 @@ def load_config(path: str | os.PathLike) -> RunConfig:
     if Path(base / config.base_model).exists():
         updates["base_model"] = _resolve(base, config.base_model)
     return config.model_copy(update=updates)
+
+
+def quickstart_config(data_dir: str | os.PathLike, out_dir: str | os.PathLike, steps: int | None = None) -> RunConfig:
+    """``uae quickstart``: ``uae run`` with the library's defaults (those ``examples/config.yaml`` spells
+    out) on the synthetic set (:func:`uae.data.synthetic.write_quickstart_data`); ``steps`` overrides
+    the training length. It needs no network and no GPU.
+    """
+    training = TrainingConfig(steps=steps) if steps else TrainingConfig()
+    return RunConfig(data=str(data_dir), out=str(out_dir), training=training)
 
 
 def _resolve(base: Path, value: str) -> str:

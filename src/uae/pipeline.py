@@ -27,30 +27,24 @@ from pathlib import Path
 
 from rich.console import Console
 
-from uae.bm25 import BM25Index
 from uae.config import GenerationConfig, RunConfig
 from uae.data.beir import read_dataset
-from uae.data.schema import Dataset, Query, SkipReport
+from uae.data.schema import Dataset, Qrels, Query, SkipReport
 from uae.data.tables import Pools, read_pools, write_pools
+from uae.evaluation.metrics import Comparison
+from uae.io import atomic_write_json
 from uae.labeling import label_pools, read_labels
-from uae.mining import mine_pools
+from uae.progress import report_skips
 from uae.rerankers import Reranker, latency_summary, rerank_run
-from uae.retrieval_types import Run, hits_to_run
-from uae.retriever import Retriever
-from uae.targets import utilities_from_nlls
+from uae.retrieval.bm25 import BM25Index
+from uae.retrieval.mining import mine_pools
+from uae.retrieval.retriever import Retriever, RetrieverCache
+from uae.retrieval.types import Run, hits_to_run
+from uae.targets.utilities import utilities_from_nlls
 from uae.teachers import Teacher, load_teacher
-from uae.training import DEV_CURVE, build_training_rows, label_kind_of, read_training_log, train_model
+from uae.training.losses import label_kind_of
 
 console = Console()
-_retrievers: dict[tuple[str, int], Retriever] = {}
-
-
-def corpus_retriever(model_path: str, dataset: Dataset, progress: bool = True) -> Retriever:
-    """The corpus encoded by ``model_path``, built once per process (mining and eval share the base)."""
-    key = (str(model_path), id(dataset.corpus))
-    if key not in _retrievers:
-        _retrievers[key] = Retriever.build(str(model_path), dataset.corpus, progress=progress)
-    return _retrievers[key]
 
 
 @dataclass
@@ -79,14 +73,12 @@ def _mark_done(folder: Path, key: str) -> None:
     (folder / "stage.json").write_text(json.dumps({"key": key}))
 
 
-def report_skips(stage: str, skipped: SkipReport) -> None:
-    """Print what a stage left out (nothing is dropped silently)."""
-    for line in skipped.lines():
-        console.print(f"[yellow]{stage}: {line}")
+def stage_mine(config: RunConfig, dataset: Dataset, queries: Sequence[Query], progress: bool = True,
+               retrievers: RetrieverCache | None = None) -> Pools:
+    """Mine (or reuse) candidate pools for ``queries``; writes ``pools.parquet``.
 
-
-def stage_mine(config: RunConfig, dataset: Dataset, queries: Sequence[Query], progress: bool = True) -> Pools:
-    """Mine (or reuse) candidate pools for ``queries``; writes ``pools.parquet``."""
+    ``retrievers``: where the base encoder's encoding of the corpus is kept for the evaluation of the same run.
+    """
     out = config.out_dir
     path = out / "pools.parquet"
     key = _stage_key(stage="mine", data=config.data, model=config.base_model, mining=config.mining.model_dump(), queries=[q.id for q in queries])
@@ -94,7 +86,7 @@ def stage_mine(config: RunConfig, dataset: Dataset, queries: Sequence[Query], pr
         console.print(f"reusing {path}")
         return read_pools(path)
     console.print(f"[bold]mine[/]: pools of {config.mining.pool_size} from BM25 + {config.base_model}, {len(queries)} queries")
-    retriever = corpus_retriever(config.base_model, dataset, progress)
+    retriever = (retrievers or RetrieverCache()).get(config.base_model, dataset.corpus, progress)
     pools = mine_pools(dataset, queries, retriever, config.mining.pool_size, config.mining.depth, config.mining.include_gold, progress=progress)
     write_pools(pools, path)
     _mark_done(out / "stages" / "mine", key)
@@ -138,16 +130,19 @@ def evidence_free(config: RunConfig) -> RunConfig:
 
 
 def stage_train(config: RunConfig, dataset: Dataset, queries: Sequence[Query], pools: Pools, utilities, loss: str, name: str,
-                out: Path | None = None, record: dict | None = None) -> Path:
+                out: Path | None = None, record: dict | None = None, progress: bool = True) -> Path:
     """Train one model with ``loss`` into ``out`` (default ``models/<name>``), reused when settings are unchanged.
 
     The one training path (``uae run`` and ``uae train`` both come here): hold out a dev split of
-    ``queries`` by document (:func:`uae.selection.split_dev`), build the rows of the others, and
-    train with model selection on the dev split (:func:`uae.training.train_model`). ``record``
+    ``queries`` by document (:func:`uae.training.selection.split_dev`), build the rows of the others
+    (:func:`uae.training.rows.build_training_rows`), and train with model selection on the dev split
+    (:func:`uae.training.trainer.train_model`). ``record``
     adds entries to the model's ``uae_training.json`` (e.g. the teachers of a mixed target).
     """
     from uae.data.splits import query_documents
-    from uae.selection import build_dev_set, split_dev
+    from uae.training.rows import build_training_rows
+    from uae.training.selection import build_dev_set, split_dev
+    from uae.training.trainer import train_model
 
     out = out or config.out_dir / "models" / name
     training = config.training.model_copy(update={"loss": loss})
@@ -186,7 +181,7 @@ def stage_train(config: RunConfig, dataset: Dataset, queries: Sequence[Query], p
         **({"selection": {"dev": None, "reason": split.reason}} if split.reason else {}),
         **(record or {}),
     }
-    train_model(rows, config.base_model, out, training, full_record, dev, config.selection)
+    train_model(rows, config.base_model, out, training, full_record, dev, config.selection, progress)
     _mark_done(out / "stage", key)
     return out
 
@@ -208,14 +203,17 @@ def scopes_corpus(dataset: Dataset, queries: Sequence[Query]) -> Dataset | None:
 
 
 def dense_run(model_path: str, dataset: Dataset, queries: Sequence[Query], depth: int, save_index: Path | None = None, progress: bool = True,
-              scopes_only: bool = False) -> Run:
-    """Encode the corpus with ``model_path`` and search it with ``queries`` (scoped when they have a doc_id).
+              scopes_only: bool = False, retrievers: RetrieverCache | None = None) -> Run:
+    """Encode the corpus with ``model_path`` (or take it from ``retrievers``) and search it with ``queries``.
 
-    ``scopes_only``: when every query is scoped and the corpus is not encoded yet, encode only the
-    documents they search (:func:`scopes_corpus`); the results are the same.
+    Queries with a doc_id search only that document. ``scopes_only``: when every query is scoped
+    and the corpus is not encoded yet, encode only the documents they search (:func:`scopes_corpus`);
+    the results are the same.
     """
-    searched = scopes_corpus(dataset, queries) if scopes_only and (str(model_path), id(dataset.corpus)) not in _retrievers else None
-    retriever = Retriever.build(str(model_path), searched.corpus, progress=progress) if searched else corpus_retriever(str(model_path), dataset, progress)
+    retrievers = retrievers if retrievers is not None else RetrieverCache()
+    searched = scopes_corpus(dataset, queries) if scopes_only and (str(model_path), dataset.corpus) not in retrievers else None
+    retriever = (Retriever.build(str(model_path), searched.corpus, progress=progress) if searched
+                 else retrievers.get(str(model_path), dataset.corpus, progress))
     if save_index is not None:
         retriever.save(save_index)
     hits = retriever.search([q.text for q in queries], depth, [q.doc_id for q in queries], progress=progress)
@@ -223,6 +221,7 @@ def dense_run(model_path: str, dataset: Dataset, queries: Sequence[Query], depth
 
 
 def bm25_run(dataset: Dataset, queries: Sequence[Query], depth: int) -> Run:
+    """BM25's top-``depth`` for ``queries`` (scoped when they have a doc_id)."""
     hits = BM25Index(dataset.corpus).search([q.text for q in queries], depth, [q.doc_id for q in queries])
     return hits_to_run([q.id for q in queries], hits)
 
@@ -258,136 +257,151 @@ def rerank_runs(rerankers: dict[str, Reranker], dataset: Dataset, queries: Seque
     return runs, section
 
 
-ANSWER_RECALL_KS = (1, 5)
-NO_ANSWER_RETRIEVED = "<no retrieved passage holds the answer>"
+@dataclass
+class EvalScores:
+    """The metrics table of an evaluation and its comparison against the baseline."""
 
-
-def answer_recall(dataset: Dataset, queries: Sequence[Query], runs: dict[str, Run], baseline: str, test: str = "student",
-                  ks: Sequence[int] = ANSWER_RECALL_KS):
-    """``answer_recall@k`` of every run, with gains and paired tests against ``baseline``.
-
-    ``answer_recall@k``: share of queries whose top-``k`` passages hold a gold answer in their text
-    (body, not title; SQuAD normalisation, whole tokens), as :func:`uae.evaluation.answer_recall_at_k`
-    computes it. Gains and p-values come from :func:`uae.evaluation.compare` on "answer qrels": for
-    each query, the passages of any run's top-``max(ks)`` that hold an answer (a placeholder id when
-    none does), on which ``hit_rate@k`` is the same share; the two are checked to agree. Queries whose
-    answers normalise to nothing are left out (and logged), as ``answer_recall_at_k`` does.
-
-    Returns:
-        ``({system: {"answer_recall@k": value}}, Comparison)``, or ``({}, None)`` when no query has a usable answer.
-    """
-    from uae.evaluation import answer_recall_at_k, compare, normalize_answer, rank_passages
-
-    depth = max(ks)
-    answers = {q.id: [n for a in q.answers if (n := normalize_answer(a))] for q in queries}
-    answers = {qid: normalized for qid, normalized in answers.items() if normalized}
-    if not answers:
-        return {}, None
-    tops = {system: {qid: rank_passages(run.get(qid, {}))[:depth] for qid in answers} for system, run in runs.items()}
-    texts = {pid: dataset.corpus[pid].text for top in tops.values() for pids in top.values() for pid in pids}
-    padded = {pid: f" {normalize_answer(text)} " for pid, text in texts.items()}
-    qrels = {}
-    for qid, golds in answers.items():
-        holding = {pid for top in tops.values() for pid in top[qid] if any(f" {g} " in padded[pid] for g in golds)}
-        qrels[qid] = dict.fromkeys(sorted(holding), 1) or {NO_ANSWER_RETRIEVED: 1}
-    names = {f"hit_rate@{k}": f"answer_recall@{k}" for k in ks}
-    comparison = compare(qrels, runs, baseline=baseline, metrics=list(names), test=test)
-    comparison.results.update({system: {names[m]: r for m, r in row.items()} for system, row in comparison.results.items()})
-    values = {}
-    gold_answers = {qid: dataset.queries[qid].answers for qid in answers}
-    for system, run in runs.items():
-        values[system] = {names[f"hit_rate@{k}"]: answer_recall_at_k(run, texts, gold_answers, k) for k in ks}
-        for metric, value in values[system].items():
-            if abs(comparison.results[system][metric].mean - value) > 1e-9:
-                raise RuntimeError(f"answer recall of {system}: {metric} {value} but hit_rate on answer qrels "
-                                   f"{comparison.results[system][metric].mean}; the two definitions disagree")
-    return values, comparison
+    metrics: dict[str, dict[str, float]]
+    comparison: Comparison
+    answer_comparison: Comparison | None = None
+    """The comparison on answer recall, when some query has a usable answer."""
 
 
 def stage_eval(config: RunConfig, dataset: Dataset, models: dict[str, Path], utilities, seconds_so_far: float = 0.0, progress: bool = True,
                rerankers: dict[str, Reranker] | None = None, rerank_depth: int = 20,
-               generation: GenerationConfig | None = None) -> dict[str, dict[str, float]]:
+               generation: GenerationConfig | None = None, retrievers: RetrieverCache | None = None) -> dict[str, dict[str, float]]:
     """Evaluate BM25, the base encoder, the teacher oracle, every trained model and re-ranker; write the report.
 
     ``rerankers`` (``{system name: Reranker}``) re-rank the base encoder's top-``rerank_depth``;
     their per-query latency goes into the report. ``generation`` (default ``config.generation``)
     adds answer quality: a reader answers from each system's top-k, Token F1 / EM join the table.
+    ``retrievers`` holds corpora already encoded in this run (the base encoder's, by mining).
     """
-    from uae.evaluation import compare, evaluate, print_table, write_metrics_json
-    from uae.evaluation.report import (format_differences, plot_metric_bars, plot_training_loss, plot_utility_histogram,
-                                       training_summary, write_report)
-    from uae.training import pool_utilities
-
     started = time.perf_counter()
-    out = config.out_dir
     queries, skipped = dataset.usable_queries(config.eval.split)
     report_skips(f"eval ({config.eval.split})", skipped)
-    qrels = {q.id: dataset.qrels[config.eval.split][q.id] for q in queries}
-    depth = config.eval.depth
     console.print(f"[bold]eval[/]: {len(queries)} {config.eval.split} queries")
-    runs: dict[str, Run] = {"bm25": bm25_run(dataset, queries, depth)}
-    scopes_only = config.eval.encode_scopes_only
-    runs["base"] = dense_run(config.base_model, dataset, queries, depth, progress=progress, scopes_only=scopes_only)
-    for name, model_dir in models.items():
-        runs[name] = dense_run(str(model_dir), dataset, queries, depth, save_index=out / "index" if name == "uae" else None, progress=progress,
-                               scopes_only=scopes_only)
-    oracle_teacher = load_teacher(config.labeling.teacher)
-    runs["teacher_oracle"] = teacher_oracle_run(oracle_teacher, dataset, queries, runs["base"], 20, config.labeling.aggregate)
-    rerank_section = None
+    teacher = load_teacher(config.labeling.teacher)
+    runs = eval_runs(config, dataset, queries, models, teacher, retrievers if retrievers is not None else RetrieverCache(), progress)
+    sections: dict[str, str] = {}
     if rerankers:
-        rerun, rerank_section = rerank_runs(rerankers, dataset, queries, runs["base"], rerank_depth, progress)
-        runs.update(rerun)
+        reranked, sections["Re-rankers"] = rerank_runs(rerankers, dataset, queries, runs["base"], rerank_depth, progress)
+        runs.update(reranked)
+    scores = score_runs(config, dataset, queries, runs)
+    generation = generation or config.generation
+    if generation is not None:
+        from uae.evaluation.answer_quality import add_answer_quality
 
+        sections = {"Answer quality": add_answer_quality(generation, runs, queries, dataset.corpus, config.out_dir / "generations",
+                                                         scores.metrics, scores.comparison, progress), **sections}
+    write_eval_results(config.out_dir, scores)
+    plots = eval_plots(config.out_dir, models, utilities, teacher, scores)
+    intro = eval_intro(config, queries, skipped, models, teacher, scores, rerankers, rerank_depth, seconds_so_far,
+                       time.perf_counter() - started)
+    write_eval_report(config, models, scores, plots, intro, sections)
+    return scores.metrics
+
+
+def eval_runs(config: RunConfig, dataset: Dataset, queries: Sequence[Query], models: dict[str, Path], teacher: Teacher,
+              retrievers: RetrieverCache, progress: bool = True) -> dict[str, Run]:
+    """The runs of BM25, the base encoder, every model (the index of ``uae`` is saved) and the teacher oracle.
+
+    The oracle re-ranks the base encoder's top-``config.eval.oracle_depth``.
+    """
+    depth, scopes_only = config.eval.depth, config.eval.encode_scopes_only
+    runs: dict[str, Run] = {"bm25": bm25_run(dataset, queries, depth)}
+    runs["base"] = dense_run(config.base_model, dataset, queries, depth, progress=progress, scopes_only=scopes_only, retrievers=retrievers)
+    for name, model_dir in models.items():
+        runs[name] = dense_run(str(model_dir), dataset, queries, depth, save_index=config.out_dir / "index" if name == "uae" else None,
+                               progress=progress, scopes_only=scopes_only, retrievers=retrievers)
+    runs["teacher_oracle"] = teacher_oracle_run(teacher, dataset, queries, runs["base"], config.eval.oracle_depth, config.labeling.aggregate)
+    return runs
+
+
+def score_runs(config: RunConfig, dataset: Dataset, queries: Sequence[Query], runs: dict[str, Run]) -> EvalScores:
+    """Retrieval metrics and answer recall of every run on the evaluated split, with paired tests against the baseline."""
+    from uae.evaluation import compare, evaluate
+    from uae.evaluation.metrics import answer_recall
+
+    qrels: Qrels = {q.id: dataset.qrels[config.eval.split][q.id] for q in queries}
     metrics = evaluate(qrels, runs)
     comparison = compare(qrels, runs, baseline=config.eval.baseline, test=config.eval.significance)
     answer_values, answer_comparison = answer_recall(dataset, queries, runs, config.eval.baseline, config.eval.significance)
     for system, row in answer_values.items():
         metrics[system].update(row)
         comparison.results.setdefault(system, {}).update(answer_comparison.results[system])
-    generation = generation or config.generation
-    answer_section = None
-    if generation is not None:
-        from uae.evaluation.generation import add_answer_quality
+    return EvalScores(metrics, comparison, answer_comparison)
 
-        answer_section = add_answer_quality(generation, runs, queries, dataset.corpus, out / "generations", metrics, comparison, progress)
-    write_metrics_json(out / "metrics.json", metrics)
-    (out / "comparison.json").write_text(json.dumps(comparison.to_dict(), indent=2) + "\n")
-    plots = {
-        **({"Utility distribution (training pools)": plot_utility_histogram(pool_utilities(utilities), out / "utility_hist.png", f"u(d) = nll(a|q) - nll(a|q,d), teacher {oracle_teacher.name}")} if utilities else {}),
-        **({"Training loss": plot_training_loss({name: read_training_log(path) for name, path in models.items()}, out / "training_loss.png")} if models else {}),
+
+def write_eval_results(out: Path, scores: EvalScores) -> None:
+    """``metrics.json`` and ``comparison.json``."""
+    from uae.evaluation import write_metrics_json
+
+    write_metrics_json(out / "metrics.json", scores.metrics)
+    atomic_write_json(out / "comparison.json", scores.comparison.to_dict())
+
+
+def eval_intro(config: RunConfig, queries: Sequence[Query], skipped: SkipReport, models: dict[str, Path], teacher: Teacher,
+               scores: EvalScores, rerankers: dict[str, Reranker] | None, rerank_depth: int, seconds_so_far: float,
+               seconds: float) -> list[str]:
+    """The report's opening paragraphs: data, base encoder, teacher, systems, tests, re-rankers, wall time."""
+    models_described = [f"`{n}` ({json.loads((p / 'uae_training.json').read_text())['loss']['name']})" for n, p in models.items()]
+    intro = [
+        f"Data: `{config.data}`, {len(queries)} {config.eval.split} queries ({skipped.total} skipped: {skipped.to_dict()}).",
+        f"Base encoder: `{config.base_model}`. Teacher (labels and oracle): `{teacher.name}` — {teacher.describe().get('kind', 'language model')}.",
+        "Systems: " + ", ".join(
+            ["`bm25` (bm25s)", "`base` (base encoder zero-shot)"] + models_described
+            + [f"`teacher_oracle` (the teacher re-ranking the base top-{config.eval.oracle_depth} *with the gold answer*: "
+               "an upper bound, not deployable)"]
+        ) + ".",
+        f"Relative gains and paired {config.eval.significance} tests are against `{config.eval.baseline}`.",
+        *([f"`answer_recall@k`: share of the {scores.answer_comparison.n_queries} queries whose top-k passages hold a gold answer "
+           "in their text (SQuAD normalisation, whole tokens); only meaningful for extractive answers."]
+          if scores.answer_comparison else []),
+        f"Wall time: this evaluation {seconds:.0f} s" + (f", the whole run {seconds_so_far + seconds:.0f} s." if seconds_so_far else "."),
+    ]
+    if rerankers:
+        intro.insert(3, "Re-rankers: " + ", ".join(f"`{n}` (`{r.spec}`, base top-{rerank_depth})" for n, r in rerankers.items())
+                     + "; latency and caveats in the Re-rankers section.")
+    return intro
+
+
+def eval_plots(out: Path, models: dict[str, Path], utilities, teacher: Teacher, scores: EvalScores) -> dict[str, Path]:
+    """The report's figures, drawn into ``out``: utility histogram, training loss, dev curves, metric bars."""
+    from uae.evaluation.report import plot_metric_bars, plot_training_loss, plot_utility_histogram
+    from uae.targets.utilities import pool_utilities
+    from uae.training.trainer import DEV_CURVE, read_training_log
+
+    return {
+        **({"Utility distribution (training pools)": plot_utility_histogram(
+            pool_utilities(utilities), out / "utility_hist.png", f"u(d) = nll(a|q) - nll(a|q,d), teacher {teacher.name}")}
+           if utilities else {}),
+        **({"Training loss": plot_training_loss({name: read_training_log(path) for name, path in models.items()}, out / "training_loss.png")}
+           if models else {}),
         **{f"Model selection of `{name}`: dev metrics against steps (dashed: the base encoder)": path / DEV_CURVE
            for name, path in models.items() if (path / DEV_CURVE).is_file()},
         "Metrics, with 95% confidence intervals (bottom: paired difference from the baseline)": plot_metric_bars(
-            metrics, out / "metrics.png", comparison=comparison),
+            scores.metrics, out / "metrics.png", comparison=scores.comparison),
     }
-    intro = [
-        f"Data: `{config.data}`, {len(queries)} {config.eval.split} queries ({skipped.total} skipped: {skipped.to_dict()}).",
-        f"Base encoder: `{config.base_model}`. Teacher (labels and oracle): `{oracle_teacher.name}` — {oracle_teacher.describe().get('kind', 'language model')}.",
-        "Systems: " + ", ".join(
-            ["`bm25` (bm25s)", "`base` (base encoder zero-shot)"]
-            + [f"`{n}` ({json.loads((p / 'uae_training.json').read_text())['loss']['name']})" for n, p in models.items()]
-            + ["`teacher_oracle` (the teacher re-ranking the base top-20 *with the gold answer*: an upper bound, not deployable)"]
-        ) + ".",
-        f"Relative gains and paired {config.eval.significance} tests are against `{config.eval.baseline}`.",
-        *([f"`answer_recall@k`: share of the {answer_comparison.n_queries} queries whose top-k passages hold a gold answer in their text "
-           "(SQuAD normalisation, whole tokens); only meaningful for extractive answers."] if answer_comparison else []),
-        f"Wall time: this evaluation {time.perf_counter() - started:.0f} s"
-        + (f", the whole run {seconds_so_far + time.perf_counter() - started:.0f} s." if seconds_so_far else "."),
-    ]
+
+
+def write_eval_report(config: RunConfig, models: dict[str, Path], scores: EvalScores, plots: dict[str, Path], intro: list[str],
+                      sections: dict[str, str]) -> None:
+    """``report.md``; the metrics table on the console.
+
+    ``sections``: report sections (answer quality, re-rankers) that go before the standard ones.
+    """
+    from uae.evaluation import print_table
+    from uae.evaluation.report import format_differences, training_summary, write_report
+
     sections = {
+        **sections,
         **({"How each model was trained": training_summary(models)} if models else {}),
-        "Differences from the baseline": format_differences(comparison),
+        "Differences from the baseline": format_differences(scores.comparison),
         "Evaluation settings": "```json\n" + config.eval.model_dump_json(indent=2) + "\n```",
     }
-    if rerank_section:
-        intro.insert(3, "Re-rankers: " + ", ".join(f"`{n}` (`{r.spec}`, base top-{rerank_depth})" for n, r in rerankers.items())
-                     + "; latency and caveats in the Re-rankers section.")
-        sections = {"Re-rankers": rerank_section, **sections}
-    if answer_section:
-        sections = {"Answer quality": answer_section, **sections}
-    write_report(out, "UAE evaluation", intro, metrics, comparison, plots, extra_sections=sections)
-    print_table(metrics, comparison)
-    return metrics
+    write_report(config.out_dir, "UAE evaluation", intro, scores.metrics, scores.comparison, plots, extra_sections=sections)
+    print_table(scores.metrics, scores.comparison)
 
 
 def run_pipeline(config: RunConfig, progress: bool = True, dataset: Dataset | None = None,
@@ -409,18 +423,22 @@ def run_pipeline(config: RunConfig, progress: bool = True, dataset: Dataset | No
         return value
 
     config = evidence_free(config)
+    retrievers = RetrieverCache()  # the base encoder's encoding of the corpus, shared by mining and eval
     config.out_dir.mkdir(parents=True, exist_ok=True)
     (config.out_dir / "config.json").write_text(config.model_dump_json(indent=2))
     dataset = dataset if dataset is not None else read_dataset(config.data)
     train_queries, train_skipped = dataset.usable_queries(config.train_split, evidence=config.evidence)
     report_skips(f"train split ({config.train_split})", train_skipped)
-    pools = timed("mine", lambda: stage_mine(config, training_view(config, dataset), train_queries, progress))
+    pools = timed("mine", lambda: stage_mine(config, training_view(config, dataset), train_queries, progress, retrievers))
     utilities = timed("label", lambda: stage_label(config, dataset, train_queries, pools, progress=progress))
-    models = {"uae": timed("train uae", lambda: stage_train(config, dataset, train_queries, pools, utilities, config.training.loss, "uae"))}
+    models = {"uae": timed("train uae", lambda: stage_train(config, dataset, train_queries, pools, utilities, config.training.loss, "uae",
+                                                            progress=progress))}
     if config.compare_infonce_gold:
-        models["infonce_gold"] = timed("train infonce_gold", lambda: stage_train(config, dataset, train_queries, pools, utilities, "infonce_gold", "infonce_gold"))
+        models["infonce_gold"] = timed("train infonce_gold", lambda: stage_train(config, dataset, train_queries, pools, utilities,
+                                                                                 "infonce_gold", "infonce_gold", progress=progress))
     models.update(extra_models or {})
-    metrics = timed("eval", lambda: stage_eval(config, dataset, models, utilities, time.perf_counter() - started, progress))
+    metrics = timed("eval", lambda: stage_eval(config, dataset, models, utilities, time.perf_counter() - started, progress,
+                                               retrievers=retrievers))
     seconds = time.perf_counter() - started
     console.print(f"done in {seconds:.0f} s; report: {config.out_dir / 'report.md'}")
     return RunResult(config.out_dir, metrics, seconds, {"train": train_skipped.to_dict()}, timings)

@@ -1,10 +1,12 @@
-"""One progress bar style for every long stage: count, rate and ETA."""
+"""What every stage shows on the console: one progress bar style (count, rate, ETA) and what it skipped."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
+from rich.console import Console
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -16,6 +18,11 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.text import Text
+
+if TYPE_CHECKING:
+    from uae.data.schema import SkipReport
+
+console = Console()
 
 
 class RateColumn(ProgressColumn):
@@ -60,3 +67,9 @@ def progress_bar(
     with Progress(*columns, transient=False) as progress:
         task = progress.add_task(description, total=total, **fields)
         yield lambda n=1, **updates: progress.update(task, advance=n, **updates)
+
+
+def report_skips(stage: str, skipped: SkipReport) -> None:
+    """Print what a stage left out, one yellow line per reason (nothing is dropped silently)."""
+    for line in skipped.lines():
+        console.print(f"[yellow]{stage}: {line}")

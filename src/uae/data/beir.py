@@ -19,16 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from uae.data.schema import Corpus, Dataset, Passage, Qrels, Query
-
-
-class DataError(ValueError):
-    """Malformed input; the message names the file, the line and what was expected."""
-
-    def __init__(self, path: str | os.PathLike, line: int | None, expected: str):
-        where = f"{path}:{line}" if line is not None else str(path)
-        super().__init__(f"{where}: {expected}")
-        self.path = str(path)
-        self.line = line
+from uae.errors import DataError
+from uae.io import atomic_write_text
 
 
 def _read_lines(path: Path) -> Iterator[tuple[int, str]]:
@@ -177,11 +169,13 @@ def read_dataset(folder: str | os.PathLike, name: str | None = None) -> Dataset:
 
 
 def _write_jsonl(path: Path, records: list[dict[str, Any]]) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as handle:
-        for record in records:
-            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
+    atomic_write_text(path, "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records))
+
+
+def write_qrels(qrels: Qrels, path: str | os.PathLike) -> Path:
+    """Write BEIR ``query-id corpus-id score`` TSV (with header) through a temporary name."""
+    lines = ["query-id\tcorpus-id\tscore"] + [f"{q}\t{p}\t{g}" for q, judged in qrels.items() for p, g in judged.items()]
+    return atomic_write_text(path, "\n".join(lines) + "\n")
 
 
 def write_dataset(dataset: Dataset, folder: str | os.PathLike) -> Path:
@@ -203,9 +197,5 @@ def write_dataset(dataset: Dataset, folder: str | os.PathLike) -> Path:
         ],
     )
     for split, qrels in dataset.qrels.items():
-        lines = ["query-id\tcorpus-id\tscore"]
-        lines += [f"{qid}\t{pid}\t{grade}" for qid, judged in qrels.items() for pid, grade in judged.items()]
-        tmp = folder / "qrels" / f"{split}.tsv.tmp"
-        tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
-        os.replace(tmp, folder / "qrels" / f"{split}.tsv")
+        write_qrels(qrels, folder / "qrels" / f"{split}.tsv")
     return folder

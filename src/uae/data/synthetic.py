@@ -51,11 +51,14 @@ so they reveal nothing about the construction. Same seed, same bytes.
 
 from __future__ import annotations
 
+import os
 import random
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
+from uae.data.beir import write_dataset
 from uae.data.schema import Corpus, Dataset, Passage, Qrels, Query
 
 QUICKSTART_NAME = "uae-quickstart"
@@ -821,6 +824,11 @@ def make_quickstart_dataset(
         drafts += _background_passages(rng, entity, kind_of[entity], rng.randint(*background_per_entity))
     _check(drafts, facts)
     return _assemble(rng, facts, drafts, _split_entities(rng, entities, split_fractions))
+
+
+def write_quickstart_data(folder: str | os.PathLike) -> Path:
+    """Generate the quickstart dataset (deterministic) into ``folder`` in the BEIR layout."""
+    return write_dataset(make_quickstart_dataset(), folder)
 
 
 def _assemble(rng: random.Random, facts: list[_Fact], drafts: list[_Draft], split_of: dict[str, str]) -> Dataset:

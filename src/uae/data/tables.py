@@ -20,7 +20,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from uae.data.beir import DataError
+from uae.errors import DataError
+from uae.io import atomic_path
 
 NO_PASSAGE = ""
 """``passage_id`` of the NLL row that scores the answer from the question alone."""
@@ -72,14 +73,14 @@ class NLLRecord:
     truncated: bool = False
 
 
-def write_table(table: pa.Table, path: str | os.PathLike) -> Path:
-    """Write ``table`` to ``path`` through a temporary name, so a crash never leaves half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    pq.write_table(table, tmp)
-    os.replace(tmp, path)
-    return path
+def write_table(table: pa.Table, path: str | os.PathLike, durable: bool = False) -> Path:
+    """Write ``table`` to ``path`` through a temporary name, so a crash never leaves half a file.
+
+    ``durable``: fsync it too (see :func:`uae.io.atomic_path`).
+    """
+    with atomic_path(path, durable) as tmp:
+        pq.write_table(table, tmp)
+    return Path(path)
 
 
 def read_table(path: str | os.PathLike, schema: pa.Schema) -> pa.Table:

@@ -1,10 +1,18 @@
-"""Evaluation: retrieval metrics with significance tests, answer recall, reports and plots."""
+"""Evaluation: how good a retriever is, and the report that says so.
+
+- :mod:`~uae.evaluation.metrics`: retrieval metrics (ranx), paired significance tests, confidence
+  intervals, answer recall (re-exported here).
+- :mod:`~uae.evaluation.readers`: readers that answer from retrieved passages (extractive, hf, openai);
+  :mod:`~uae.evaluation.answer_quality`: their Token F1 / EM against the gold answers, resumable.
+- :mod:`~uae.evaluation.cross_teacher`: judging retrievers by another teacher (graded qrels,
+  TREC-pooled judgements, utility nDCG, Kendall tau).
+- :mod:`~uae.evaluation.report`: tables, plots and ``report.md`` (re-exported here).
+"""
 
 from uae.evaluation.metrics import (
     DEFAULT_METRICS,
     Comparison,
     MetricResult,
-    Run,
     answer_recall_at_k,
     compare,
     evaluable_qrels,
@@ -38,7 +46,6 @@ __all__ = [
     "DEFAULT_METRICS",
     "Comparison",
     "MetricResult",
-    "Run",
     "answer_recall_at_k",
     "compare",
     "evaluable_qrels",

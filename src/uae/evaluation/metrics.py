@@ -45,12 +45,10 @@ from typing import Any, Literal
 import numpy as np
 from scipy import stats
 
-from uae.data.schema import Qrels, SkipReport
+from uae.data.schema import Dataset, Qrels, Query, SkipReport
+from uae.retrieval.types import Run
 
 log = logging.getLogger(__name__)
-
-Run = dict[str, dict[str, float]]
-"""``{query_id: {passage_id: score}}``; a higher score ranks a passage higher."""
 
 Test = Literal["student", "fisher"]
 
@@ -397,6 +395,50 @@ def answer_recall_at_k(
     if not hits:
         raise ValueError("answer_recall_at_k: no query has a usable gold answer")
     return sum(hits) / len(hits)
+
+
+ANSWER_RECALL_KS = (1, 5)
+NO_ANSWER_RETRIEVED = "<no retrieved passage holds the answer>"
+
+
+def answer_recall(dataset: Dataset, queries: Sequence[Query], runs: dict[str, Run], baseline: str, test: Test = "student",
+                  ks: Sequence[int] = ANSWER_RECALL_KS) -> tuple[dict[str, dict[str, float]], Comparison | None]:
+    """``answer_recall@k`` of every run, with gains and paired tests against ``baseline``.
+
+    ``answer_recall@k``: share of queries whose top-``k`` passages hold a gold answer in their text
+    (body, not title; SQuAD normalisation, whole tokens), as :func:`answer_recall_at_k`
+    computes it. Gains and p-values come from :func:`compare` on "answer qrels": for
+    each query, the passages of any run's top-``max(ks)`` that hold an answer (a placeholder id when
+    none does), on which ``hit_rate@k`` is the same share; the two are checked to agree. Queries whose
+    answers normalise to nothing are left out (and logged), as ``answer_recall_at_k`` does.
+
+    Returns:
+        ``({system: {"answer_recall@k": value}}, Comparison)``, or ``({}, None)`` when no query has a usable answer.
+    """
+    depth = max(ks)
+    answers = {q.id: [n for a in q.answers if (n := normalize_answer(a))] for q in queries}
+    answers = {qid: normalized for qid, normalized in answers.items() if normalized}
+    if not answers:
+        return {}, None
+    tops = {system: {qid: rank_passages(run.get(qid, {}))[:depth] for qid in answers} for system, run in runs.items()}
+    texts = {pid: dataset.corpus[pid].text for top in tops.values() for pids in top.values() for pid in pids}
+    padded = {pid: f" {normalize_answer(text)} " for pid, text in texts.items()}
+    qrels = {}
+    for qid, golds in answers.items():
+        holding = {pid for top in tops.values() for pid in top[qid] if any(f" {g} " in padded[pid] for g in golds)}
+        qrels[qid] = dict.fromkeys(sorted(holding), 1) or {NO_ANSWER_RETRIEVED: 1}
+    names = {f"hit_rate@{k}": f"answer_recall@{k}" for k in ks}
+    comparison = compare(qrels, runs, baseline=baseline, metrics=list(names), test=test)
+    comparison.results.update({system: {names[m]: r for m, r in row.items()} for system, row in comparison.results.items()})
+    values = {}
+    gold_answers = {qid: dataset.queries[qid].answers for qid in answers}
+    for system, run in runs.items():
+        values[system] = {names[f"hit_rate@{k}"]: answer_recall_at_k(run, texts, gold_answers, k) for k in ks}
+        for metric, value in values[system].items():
+            if abs(comparison.results[system][metric].mean - value) > 1e-9:
+                raise RuntimeError(f"answer recall of {system}: {metric} {value} but hit_rate on answer qrels "
+                                   f"{comparison.results[system][metric].mean}; the two definitions disagree")
+    return values, comparison
 
 
 def _judged(qrels: Qrels) -> Qrels:

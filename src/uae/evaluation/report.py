@@ -19,7 +19,9 @@ from matplotlib.figure import Figure
 from rich.console import Console
 from rich.table import Table
 
-from uae.evaluation.metrics import Comparison, MetricResult, Run, rank_passages
+from uae.evaluation.metrics import Comparison, MetricResult, rank_passages
+from uae.io import atomic_write_text
+from uae.retrieval.types import Run
 
 Metrics = Mapping[str, Mapping[str, float]]
 """``{system: {metric: value}}``."""
@@ -299,13 +301,13 @@ def write_report(
         parts.extend(_plot_markdown(caption, Path(png), out_dir) for caption, png in plots.items())
     for heading, body in (extra_sections or {}).items():
         parts.extend([f"## {heading}", body.rstrip()])
-    return _write_text_atomic(out_dir / "report.md", "\n\n".join(p for p in parts if p) + "\n")
+    return atomic_write_text(out_dir / "report.md", "\n\n".join(p for p in parts if p) + "\n")
 
 
 def training_summary(models: Mapping[str, str | os.PathLike]) -> str:
     """A Markdown table of how each model was really trained, read from its model folder.
 
-    One row per model from ``uae_training.json`` (written by ``uae.training.train_model``):
+    One row per model from ``uae_training.json`` (written by ``uae.training.trainer.train_model``):
     loss, teacher, teacher and student temperatures, steps x batch, training rows (and skipped
     queries), learning rate, the dev model selection's outcome when the record has one, and the
     trainer's wall time (``train_runtime`` of ``training_log.json``). Missing keys show as ``-``;
@@ -321,7 +323,7 @@ def training_summary(models: Mapping[str, str | os.PathLike]) -> str:
     Raises:
         ValueError: A record or log is not valid JSON, or a record is not a JSON object (names the file).
     """
-    from uae.training import TRAINING_LOG, TRAINING_RECORD
+    from uae.training.trainer import TRAINING_LOG, TRAINING_RECORD
 
     records = {name: _read_json(Path(folder) / TRAINING_RECORD) for name, folder in models.items()}
     with_selection = any(isinstance(r, dict) and "selection" in r for r in records.values())
@@ -367,7 +369,7 @@ def _record_cells(record: Mapping) -> list[str]:
 
 
 def _is_gold_loss(name: object) -> bool:
-    from uae.losses import LOSSES
+    from uae.training.losses import LOSSES
 
     return isinstance(name, str) and name in LOSSES and LOSSES[name].label_kind == "gold"
 
@@ -422,7 +424,7 @@ def _read_json(path: Path) -> object | None:
 def write_metrics_json(path: str | os.PathLike, metrics: Metrics) -> Path:
     """Write ``{system: {metric: value}}`` as JSON, through a temporary file."""
     data = {system: {m: float(v) for m, v in row.items()} for system, row in metrics.items()}
-    return _write_text_atomic(Path(path), json.dumps(data, indent=2) + "\n")
+    return atomic_write_text(Path(path), json.dumps(data, indent=2) + "\n")
 
 
 def read_metrics_json(path: str | os.PathLike) -> dict[str, dict[str, float]]:
@@ -443,7 +445,7 @@ def write_trec_run(run: Run, path: str | os.PathLike, tag: str) -> Path:
         for rank, pid in enumerate(rank_passages(ranked), start=1):
             _check_trec_field(pid, f"passage id (query {qid!r})")
             lines.append(f"{qid} Q0 {pid} {rank} {float(ranked[pid])!r} {tag}\n")
-    return _write_text_atomic(Path(path), "".join(lines))
+    return atomic_write_text(Path(path), "".join(lines))
 
 
 def _table_cells(
@@ -487,7 +489,7 @@ def plot_dev_curve(outcome, path: str | os.PathLike) -> Path:
     """Dev metrics of the student against training steps, the base encoder's as dashed lines.
 
     Args:
-        outcome: a :class:`uae.selection.SelectionOutcome` (its history, base scores, best step).
+        outcome: a :class:`uae.training.selection.SelectionOutcome` (its history, base scores, best step).
         path: PNG to write.
     """
     fig, ax = _figure(width=7.0)
@@ -530,10 +532,3 @@ def _check_trec_field(value: str, what: str) -> None:
     if not value or any(c.isspace() for c in value):
         raise ValueError(f"TREC run: {what} {value!r} must be non-empty and contain no whitespace")
 
-
-def _write_text_atomic(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-    return path

@@ -8,7 +8,10 @@
 - ``rankgpt:hf:<model>`` listwise permutation generation, sliding window (needs ``hf:``: it generates)
 - ``oracle:dirichlet``   the teacher with the gold answer (``oracle:hf:<model>`` too): an upper bound
 
-Each method lives in its own module and is imported only when asked for.
+Each method lives in its own module (``upr``, ``judge``, ``rankgpt``, ``oracle``; ``base`` holds the
+re-ranker protocol, :meth:`Reranker.score`, and the re-ranking of a first-stage run) and is
+imported only when asked for. The model-level pieces the LM methods need (next-token log-probs,
+greedy generation) are :mod:`uae.teachers.causal_lm`'s.
 """
 
 from __future__ import annotations
@@ -60,13 +63,13 @@ def load_reranker(spec: str, backend_options: dict[str, Any] | None = None, **op
 
 
 def _load_rankgpt(backend: str, backend_options: dict[str, Any], options: dict[str, Any], load_teacher) -> Reranker:
-    from uae.rerankers.lm import HFGenerator, is_hf_teacher
     from uae.rerankers.rankgpt import RankGPTReranker
+    from uae.teachers.causal_lm import CausalLM, GreedyGenerator
 
     if not backend.startswith("hf:"):
         raise ValueError(f"rankgpt generates text, so it needs a transformers backend (rankgpt:hf:<model>), got {backend!r}")
     chat_template = options.pop("chat_template", None)
     teacher = load_teacher(backend, **backend_options)
-    if not is_hf_teacher(teacher):
+    if not isinstance(teacher, CausalLM):
         raise ValueError(f"rankgpt needs a transformers backend, got {type(teacher).__name__}")
-    return RankGPTReranker(HFGenerator(teacher, chat_template=chat_template), **options)
+    return RankGPTReranker(GreedyGenerator(teacher, chat_template=chat_template), **options)

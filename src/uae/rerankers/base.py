@@ -1,7 +1,7 @@
 """The re-ranker base class: score a query's passages, re-rank a first stage, time each query.
 
-A re-ranker implements one method, :meth:`Reranker.rank`, which turns a query and its passages
-into one score per passage (higher is better). :meth:`Reranker.rerank` does the rest for every
+A re-ranker implements one method, :meth:`Reranker.score`, which turns a query and its passages
+into one score per passage, in input order (higher is better). :meth:`Reranker.rerank` does the rest for every
 re-ranker alike: it takes the first stage's top-``depth`` passages of each query, scores them,
 sorts them, keeps the first stage's tail below them, records each query's wall time, and
 repairs non-finite scores (counted in :attr:`Reranker.repairs`, never silent).
@@ -26,16 +26,15 @@ from typing import Any
 import numpy as np
 
 from uae.data.schema import Corpus, Query
-from uae.retrieval_types import Hit, Run
+from uae.retrieval.types import Hit, Run
 from uae.teachers.base import Teacher
-
 
 TOY_PARAMETERS = 50_000_000
 """Below this size an LM re-ranker is a smoke test (tiny random test models), and reports say so."""
 
 
 class Reranker(ABC):
-    """Base class of every re-ranker; subclasses implement :meth:`rank`.
+    """Base class of every re-ranker; subclasses implement :meth:`score`.
 
     Args:
         backend: The teacher that scores (``None`` for re-rankers without one); fitted on the
@@ -61,7 +60,7 @@ class Reranker(ABC):
         self._fitted_on: Corpus | None = None
 
     @abstractmethod
-    def rank(self, query: str, passages: list[str]) -> list[float]:
+    def score(self, query: str, passages: list[str]) -> list[float]:
         """One score per passage, in input order; higher means more useful.
 
         Args:
@@ -72,9 +71,9 @@ class Reranker(ABC):
             ``len(passages)`` scores.
         """
 
-    def rank_query(self, query: Query, passages: list[str]) -> list[float]:
+    def score_query(self, query: Query, passages: list[str]) -> list[float]:
         """Score ``passages`` for a full :class:`Query` (the oracle reads its answers)."""
-        return self.rank(query.text, passages)
+        return self.score(query.text, passages)
 
     def prepare(self, corpus: Corpus) -> None:
         """Fit the backend on ``corpus`` once (only corpus-statistics teachers such as Dirichlet need it)."""
@@ -154,7 +153,7 @@ class Reranker(ABC):
     def _rerank_one(self, query: Query, hits: list[Hit], corpus: Corpus, depth: int, keep_tail: bool) -> list[Hit]:
         head, tail = hits[:depth], hits[depth:]
         started = time.perf_counter()
-        scores = self.rank_query(query, [corpus[h.passage_id].full_text for h in head]) if head else []
+        scores = self.score_query(query, [corpus[h.passage_id].full_text for h in head]) if head else []
         self.latencies.append(time.perf_counter() - started)
         scores = self._checked_scores(scores, len(head))
         order = sorted(range(len(head)), key=lambda i: -scores[i])  # stable: ties keep first-stage order
@@ -168,16 +167,12 @@ class Reranker(ABC):
         """Replace non-finite scores by one below the lowest finite score (counted as repairs)."""
         scores = [float(s) for s in scores]
         if len(scores) != expected:
-            raise RuntimeError(f"{type(self).__name__}.rank returned {len(scores)} scores for {expected} passages")
+            raise RuntimeError(f"{type(self).__name__}.score returned {len(scores)} scores for {expected} passages")
         finite = [s for s in scores if math.isfinite(s)]
         floor = (min(finite) if finite else 0.0) - 1.0
         bad = sum(not math.isfinite(s) for s in scores)
         self.count("non_finite_score", bad)
         return [s if math.isfinite(s) else floor for s in scores]
-
-    def latency_summary(self) -> dict[str, float]:
-        """p50, p95 and mean per-query latency (milliseconds) of the last :meth:`rerank` call."""
-        return latency_summary(self.latencies)
 
 
 def latency_summary(seconds: Sequence[float]) -> dict[str, float]:

@@ -12,8 +12,9 @@ from __future__ import annotations
 from typing import Any
 
 from uae.rerankers.base import Reranker
-from uae.rerankers.lm import is_hf_teacher, next_token_log_probs
 from uae.teachers.base import NLLRequest, PromptTemplates, Teacher
+from uae.teachers.causal_lm import encode_prompt_answer
+from uae.teachers.hf import HFTeacher
 
 JUDGE_TEMPLATES = PromptTemplates(
     with_passage=(
@@ -48,12 +49,10 @@ class JudgeReranker(Reranker):
         if templates != JUDGE_TEMPLATES:
             raise ValueError(f"the judge needs a backend built with templates=JUDGE_TEMPLATES, got {templates!r}")
         self.yes, self.no = yes, no
-        self.fast = is_hf_teacher(backend)
+        self.fast = isinstance(backend, HFTeacher)
         self.label_tokens: tuple[list[int], list[int]] | None = self._label_tokens() if self.fast else None
 
     def _label_tokens(self) -> tuple[list[int], list[int]]:
-        from uae.teachers.hf import encode_prompt_answer
-
         prefix = JUDGE_TEMPLATES.prefix("q", "p")
         yes_ids = encode_prompt_answer(self.backend.tokenizer, prefix, self.yes)[1]
         no_ids = encode_prompt_answer(self.backend.tokenizer, prefix, self.no)[1]
@@ -61,22 +60,22 @@ class JudgeReranker(Reranker):
             raise ValueError(f"labels {self.yes!r} and {self.no!r} must start with different tokens, got {yes_ids} and {no_ids}")
         return yes_ids, no_ids
 
-    def rank(self, query: str, passages: list[str]) -> list[float]:
+    def score(self, query: str, passages: list[str]) -> list[float]:
         """Yes-versus-No log-odds of each passage (higher is better)."""
-        return self._rank_fast(query, passages) if self.fast else self._rank_by_nll(query, passages)
+        return self._score_fast(query, passages) if self.fast else self._score_by_nll(query, passages)
 
-    def _rank_fast(self, query: str, passages: list[str]) -> list[float]:
+    def _score_fast(self, query: str, passages: list[str]) -> list[float]:
         """One forward per passage; the prompt is cut exactly as the teacher would cut it for the answer "Yes"."""
         prompts = []
         for index, passage in enumerate(passages):
-            encoded = self.backend._encode(index, NLLRequest(query, self.yes, passage))
+            encoded = self.backend.encode(index, NLLRequest(query, self.yes, passage))
             prompts.append(encoded.ids[: encoded.answer_start])
             self.count("truncated_passage", int(encoded.truncated))
         yes_ids, no_ids = self.label_tokens
-        log_probs = next_token_log_probs(self.backend, prompts, [yes_ids[0], no_ids[0]])
+        log_probs = self.backend.next_token_log_probs(prompts, [yes_ids[0], no_ids[0]])
         return (log_probs[:, 0] - log_probs[:, 1]).tolist()
 
-    def _rank_by_nll(self, query: str, passages: list[str]) -> list[float]:
+    def _score_by_nll(self, query: str, passages: list[str]) -> list[float]:
         """Any teacher: ``log p(yes) - log p(no)`` from the two answers' NLLs."""
         requests = [NLLRequest(query, label, p) for p in passages for label in (self.yes, self.no)]
         results = self.backend.score(requests)

@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from uae.data.schema import Query
 from uae.data.tables import NO_PASSAGE, NLLRecord
-from uae.labeling import EMPTY_ANSWER, answer_problem
+from uae.labeling.jobs import EMPTY_ANSWER, answer_problem
 from uae.rerankers.base import Reranker
 from uae.targets import utilities_from_nlls
 from uae.teachers.base import NLLRequest, Teacher
@@ -36,10 +36,10 @@ class OracleReranker(Reranker):
             raise ValueError(f"aggregate must be 'mean' or 'max', got {aggregate!r}")
         self.aggregate = aggregate
 
-    def rank(self, query: str, passages: list[str], answers: Sequence[str] = ()) -> list[float]:
+    def score(self, query: str, passages: list[str], answers: Sequence[str] = ()) -> list[float]:
         """Utility of each passage for ``answers`` (nats per answer token).
 
-        Answers that labeling would skip (empty, or without a word token: :func:`uae.labeling.answer_problem`)
+        Answers that labeling would skip (empty, or without a word token: :func:`uae.labeling.jobs.answer_problem`)
         are left out here too.
 
         Raises:
@@ -62,13 +62,13 @@ class OracleReranker(Reranker):
         row = utilities.get("q", {})
         return [row.get(str(i), float("nan")) for i in range(len(passages))]
 
-    def rank_query(self, query: Query, passages: list[str]) -> list[float]:
+    def score_query(self, query: Query, passages: list[str]) -> list[float]:
         """Utilities for the query's gold answers; a query without a usable one keeps the first-stage order (counted)."""
         problems = [answer_problem(a) for a in query.answers]
         if all(problems):
             self.count("no_gold_answer" if all(p == EMPTY_ANSWER for p in problems) else "no_usable_gold_answer")
             return [0.0] * len(passages)
-        return self.rank(query.text, passages, query.answers)
+        return self.score(query.text, passages, query.answers)
 
     def describe(self) -> dict[str, Any]:
         """Base description plus the teacher's and the aggregation."""

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from uae.rerankers.base import Reranker
-from uae.rerankers.lm import TextGenerator
+from uae.teachers.causal_lm import TextGenerator
 
 _BRACKETED = re.compile(r"\[\s*(\d+)\s*\]")
 _BARE = re.compile(r"\d+")
@@ -54,11 +54,6 @@ class ParseStats:
 
     def __add__(self, other: ParseStats) -> ParseStats:
         return ParseStats(*(a + b for a, b in zip(asdict(self).values(), asdict(other).values())))
-
-    @property
-    def repaired(self) -> bool:
-        """Whether anything was repaired."""
-        return any(asdict(self).values())
 
     def to_dict(self) -> dict[str, int]:
         return asdict(self)
@@ -121,7 +116,7 @@ class RankGPTReranker(Reranker):
     """Listwise re-ranking with a generating LLM and a sliding window.
 
     Args:
-        generator: What generates (an :class:`~uae.rerankers.lm.HFGenerator` or a test stub).
+        generator: What generates (a :class:`~uae.teachers.causal_lm.GreedyGenerator` or a test stub).
         window: Passages per prompt.
         step: How far the window moves up between prompts (``1 <= step <= window``); default ``window // 2``.
         max_passage_tokens: Each passage is cut to this many tokens (less if the window must fit the context).
@@ -142,7 +137,7 @@ class RankGPTReranker(Reranker):
         max_passage_tokens: int = 300,
         max_new_tokens: int | None = None,
     ) -> None:
-        super().__init__(getattr(generator, "teacher", None))
+        super().__init__(getattr(generator, "lm", None))
         step = max(1, window // 2) if step is None else step
         if window < 2 or not 1 <= step <= window:
             raise ValueError(f"RankGPT needs window >= 2 and 1 <= step <= window, got window={window}, step={step}")
@@ -152,9 +147,9 @@ class RankGPTReranker(Reranker):
         self.max_new_tokens = max_new_tokens
         self.parse_stats = ParseStats()
         self.outputs: list[str] = []
-        """The raw model outputs of the last :meth:`rank` call, one per window."""
+        """The raw model outputs of the last :meth:`score` call, one per window."""
 
-    def rank(self, query: str, passages: list[str]) -> list[float]:
+    def score(self, query: str, passages: list[str]) -> list[float]:
         """Scores ``n - position`` of the final order (higher is better)."""
         order = self.order(query, passages)
         scores = [0.0] * len(passages)

@@ -45,7 +45,7 @@ class UPRReranker(Reranker):
             raise ValueError(f"UPR needs a backend built with templates=UPR_TEMPLATES, got {templates!r}")
         self.instruction = instruction
 
-    def rank(self, query: str, passages: list[str]) -> list[float]:
+    def score(self, query: str, passages: list[str]) -> list[float]:
         """Mean log-likelihood per question token given each passage (higher is better)."""
         requests = [NLLRequest(question=self.instruction, answer=query, passage=p) for p in passages]
         results = self.backend.score(requests)

@@ -16,12 +16,12 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from uae.data.beir import DataError
 from uae.data.loaders.common import Loaded, Source
-from uae.data.loaders.download import DownloadError, default_folder, download
+from uae.data.loaders.download import default_folder, download
 from uae.data.loaders.registry import DATASETS, DatasetInfo, RemoteFile, dataset_info
 from uae.data.schema import Dataset, SkipReport
 from uae.data.splits import split_by_document
+from uae.errors import DataError, DownloadError
 
 __all__ = [
     "DATASETS", "DatasetInfo", "DownloadError", "Loaded", "RemoteFile", "dataset_info", "dataset_stats",

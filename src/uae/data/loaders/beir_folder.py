@@ -12,9 +12,10 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from uae.data.beir import DataError, read_dataset
+from uae.data.beir import read_dataset
 from uae.data.loaders.common import Loaded, Source, read_jsonl, unique_texts
 from uae.data.schema import Query, SkipReport
+from uae.errors import DataError
 
 
 def read_answers(path: Path, queries: dict[str, Query]) -> dict[str, tuple[str, ...]]:

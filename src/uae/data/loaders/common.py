@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from uae.data.beir import DataError, json_object
+from uae.data.beir import json_object
 from uae.data.schema import Corpus, Dataset, Passage, Qrels, Query, SkipReport
+from uae.errors import DataError
 
 Source = str | os.PathLike | Sequence[str | os.PathLike]
 """A file, a folder holding a dataset's files, or a list of files."""

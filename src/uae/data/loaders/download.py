@@ -17,12 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from uae.data.loaders.registry import DatasetInfo, RemoteFile, dataset_info
+from uae.errors import DownloadError
 
 DATA_HOME_ENV = "UAE_DATA_HOME"
-
-
-class DownloadError(ValueError):
-    """A file could not be fetched, or its checksum does not match."""
 
 
 @dataclass(frozen=True)

@@ -23,10 +23,10 @@ from __future__ import annotations
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from uae.data.beir import DataError
 from uae.data.chunking import DEFAULT_MAX_TOKENS, DEFAULT_OVERLAP, Chunk, chunk_text, spans_to_chunks
 from uae.data.loaders.common import DatasetBuilder, Loaded, Source, field, read_json, source_files
 from uae.data.schema import Passage, Query
+from uae.errors import DataError
 
 PATTERNS = ("combined-newsqa-data-*.json",)
 

@@ -6,7 +6,6 @@ Besides ``corpus.jsonl``, ``queries.jsonl`` and ``qrels/<split>.tsv``, the folde
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -14,6 +13,7 @@ from typing import Any
 
 from uae.data.beir import write_dataset
 from uae.data.schema import SkipReport
+from uae.io import atomic_write_json
 
 MANIFEST = "prepared.json"
 
@@ -80,8 +80,6 @@ def prepare(name: str, source: str | os.PathLike | None, out: str | os.PathLike,
         "skipped": skipped.to_dict(),
         "skipped_examples": skipped.examples,
     }
-    tmp = out / (MANIFEST + ".tmp")
-    tmp.write_text(json.dumps(manifest, indent=2, default=str) + "\n", encoding="utf-8")
-    os.replace(tmp, out / MANIFEST)
+    atomic_write_json(out / MANIFEST, manifest)
     manifest["skip_lines"] = skipped.lines()
     return manifest

@@ -26,9 +26,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from uae.data.beir import DataError
 from uae.data.loaders.common import DatasetBuilder, Loaded, Source, field, read_json, source_files, unique_texts
 from uae.data.schema import Passage, Query
+from uae.errors import DataError
 
 PATTERNS = ("ori_pqal.json",)
 TEST_IDS_FILE = "test_ground_truth.json"

@@ -31,9 +31,19 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from uae.data.beir import DataError
-from uae.data.loaders.common import DatasetBuilder, Loaded, Source, field, read_json, read_jsonl, source_files, split_from_name, unique_texts
+from uae.data.loaders.common import (
+    DatasetBuilder,
+    Loaded,
+    Source,
+    field,
+    read_json,
+    read_jsonl,
+    source_files,
+    split_from_name,
+    unique_texts,
+)
 from uae.data.schema import Passage, Query
+from uae.errors import DataError
 
 PATTERNS = ("qasper*.json", "qasper*.jsonl", "qasper*.jsonl.gz")
 FLOAT_PREFIX = "FLOAT SELECTED"

@@ -24,10 +24,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from uae.data.beir import DataError
 from uae.data.chunking import DEFAULT_MAX_TOKENS, DEFAULT_OVERLAP, chunk_text, spans_to_chunks
 from uae.data.loaders.common import DatasetBuilder, Loaded, Source, field, read_jsonl, source_files, split_from_name, unique_texts
 from uae.data.schema import Passage, Query
+from uae.errors import DataError
 
 PATTERNS = ("train.jsonl*", "val.jsonl*", "test.jsonl*")
 

@@ -22,9 +22,9 @@ import re
 from pathlib import Path
 from typing import Any
 
-from uae.data.beir import DataError
 from uae.data.loaders.common import DatasetBuilder, Loaded, Source, field, read_json, source_files, split_from_name, unique_texts
 from uae.data.schema import Passage, Query
+from uae.errors import DataError
 
 PATTERNS = ("*.json",)
 _WORD = re.compile(r"\w", re.UNICODE)

@@ -16,7 +16,7 @@ Three selection metrics, all reported:
 - ``answer``: answer recall@1, the share of questions whose top passage holds a gold answer
   (meaningful for extractive answers);
 - ``utility``: the teacher's own graded judgement of the dev pools, nDCG@10 with the teacher's
-  positive utilities as gains (:func:`uae.cross_teacher.utility_ndcg`). It needs no evidence
+  positive utilities as gains (:func:`uae.evaluation.cross_teacher.utility_ndcg`). It needs no evidence
   labels, only the labels the teacher already gave the pools.
 
 ``auto`` selects on ``evidence`` when evidence labels are used, else on ``utility``.
@@ -154,7 +154,7 @@ def score_dev(model, dev: DevSet, batch_size: int = 64) -> dict[str, float]:
 
     Each question's mined pool is re-ranked by cosine similarity to the question.
     """
-    from uae.encoders import encode
+    from uae.retrieval.encoders import encode
 
     ids = list(dev.texts)
     passages = encode(model, [dev.texts[pid] for pid in ids], batch_size, "dev passages", progress=False)
@@ -170,8 +170,8 @@ def score_dev(model, dev: DevSet, batch_size: int = 64) -> dict[str, float]:
 
 def dev_metrics(run: Mapping[str, Mapping[str, float]], dev: DevSet) -> dict[str, float]:
     """The dev metrics of one run over the dev pools."""
-    from uae.cross_teacher import utility_ndcg
     from uae.evaluation import answer_recall_at_k, evaluate
+    from uae.evaluation.cross_teacher import utility_ndcg
 
     metrics: dict[str, float] = {}
     if dev.qrels:

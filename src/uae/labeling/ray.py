@@ -1,7 +1,7 @@
 """Labeling spread over a Ray cluster: one teacher per worker, the same parts and manifest as the serial runner.
 
-The driver plans the parts exactly as :func:`uae.labeling.label_pools` does, checks the same
-manifest, and hands parts that are not on disk yet to a pool of Ray actors, one part at a time
+The driver plans the job exactly as :func:`uae.labeling.local.label_pools` does
+(:class:`uae.labeling.jobs.LabelingJob`), checks the same manifest, and hands parts that are not on disk yet to a pool of Ray actors, one part at a time
 per actor; each actor loads the teacher once (``load_teacher(spec)``), labels a part and sends
 its rows back; the driver writes ``parts/part-NNNNN.parquet`` (temporary name, then rename) and
 finally ``nlls.parquet``. So a job started serially can be finished on Ray and the other way
@@ -35,37 +35,23 @@ import os
 import time
 from collections import deque
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 
 from uae.data.schema import Corpus, Passage, Query
-from uae.data.tables import Pools, nll_records_to_table, write_table
-from uae.labeling import (
-    LabelingSummary,
-    ProgressCounter,
-    _check_manifest,
-    _finish,
-    _label_part,
-    _pair_count,
-    _part_path,
-    _pending_parts,
-    _plan_parts,
-    labeling_progress,
-)
+from uae.data.tables import Pools, nll_records_to_table
+from uae.errors import import_optional
+from uae.labeling.jobs import LabelingJob, LabelingSummary
+from uae.labeling.local import ProgressCounter, label_part, labeling_progress
 from uae.teachers import PromptTemplates, load_teacher
 
 INSTALL_HINT = "labeling with --ray needs Ray: pip install 'uae[ray]'"
 
 
 def import_ray() -> Any:
-    """The ``ray`` module, or an ImportError that says how to install it."""
-    try:
-        import ray
-    except ImportError as err:
-        raise ImportError(f"{INSTALL_HINT} ({err})") from err
-    return ray
+    """The ``ray`` module, or an ImportError (:class:`~uae.errors.MissingExtra`) that says how to install it."""
+    return import_optional("ray", INSTALL_HINT)
 
 
 class LabelWorker:
@@ -83,18 +69,8 @@ class LabelWorker:
     def label(self, number: int, part: list[Query], pools: Pools, passages: list[Passage], chunk: int) -> tuple[int, pa.Table, int | None]:
         """Part ``number``'s rows and the tokens its teacher reported (``None`` if it does not count)."""
         counter = ProgressCounter(lambda pairs, tokens: None)
-        records = _label_part(part, pools, Corpus(passages), self.teacher, chunk, counter)
+        records = label_part(part, pools, Corpus(passages), self.teacher, chunk, counter)
         return number, nll_records_to_table(records), counter.tokens
-
-
-class _Described:
-    """Stands in for the remote teacher where the driver needs only its description."""
-
-    def __init__(self, name: str, description: dict[str, Any]):
-        self.name, self._description = name, description
-
-    def describe(self) -> dict[str, Any]:
-        return self._description
 
 
 def label_pools_ray(
@@ -114,7 +90,7 @@ def label_pools_ray(
     init_options: dict[str, Any] | None = None,
     progress: bool = True,
 ) -> LabelingSummary:
-    """Like :func:`uae.labeling.label_pools`, with the parts spread over Ray workers.
+    """Like :func:`uae.labeling.local.label_pools`, with the parts spread over Ray workers.
 
     Args:
         queries: Queries to label; those without answers or pools are skipped and counted.
@@ -136,28 +112,24 @@ def label_pools_ray(
         progress: Show a progress bar (advances per finished part).
     """
     ray = import_ray()
-    out_dir = Path(out_dir)
     started_here = not ray.is_initialized()
     if started_here:
         ray.init(address=address, include_dashboard=False, log_to_driver=False, **(init_options or {}))
     try:
-        summary = LabelingSummary(teacher={})
-        parts = _plan_parts(queries, pools, corpus, part_queries, summary)
-        pending = _pending_parts(out_dir, len(parts))
+        job = LabelingJob.plan(queries, pools, corpus, out_dir, part_queries, teacher={})
+        pending = job.pending()
         actors = _start_workers(ray, teacher_spec, templates, teacher_options or {}, workers, gpus_per_worker,
                                 cpus_per_worker, max(1, len(pending)))
-        name, description = ray.get(actors[0].describe.remote())
-        summary.teacher = description
-        _check_manifest(out_dir, _Described(name, description), parts, pools)  # type: ignore[arg-type]
-        summary.parts_reused = len(parts) - len(pending)
+        name, job.summary.teacher = ray.get(actors[0].describe.remote())
+        job.check_manifest()
         started = time.perf_counter()
         if pending:
             corpus_texts = ray.put(corpus.texts)
             ray.get([actor.fit.remote(corpus_texts) for actor in actors])
-            summary.tokens = _run_parts(ray, actors, parts, pending, pools, corpus, out_dir, chunk_requests,
-                                        f"labeling with {name} on {len(actors)} Ray workers", progress)
-        summary.seconds = time.perf_counter() - started
-        return _finish(out_dir, len(parts), summary)
+            job.summary.tokens = _run_parts(ray, actors, job, pending, corpus, chunk_requests,
+                                            f"labeling with {name} on {len(actors)} Ray workers", progress)
+        job.summary.seconds = time.perf_counter() - started
+        return job.finish()
     finally:
         if started_here:
             ray.shutdown()
@@ -179,21 +151,20 @@ def _start_workers(ray: Any, spec: str, templates: PromptTemplates | None, optio
     return [remote.remote(spec, templates, options) for _ in range(count)]
 
 
-def _run_parts(ray: Any, actors: list[Any], parts: list[list[Query]], pending: list[int], pools: Pools, corpus: Corpus,
-               out_dir: Path, chunk: int, description: str, progress: bool) -> int | None:
+def _run_parts(ray: Any, actors: list[Any], job: LabelingJob, pending: list[int], corpus: Corpus, chunk: int,
+               description: str, progress: bool) -> int | None:
     """Keep every actor busy with one part until none is left; write each part as it comes back."""
     queue = deque(pending)
     in_flight: dict[Any, Any] = {}
 
     def submit(actor: Any) -> None:
         number = queue.popleft()
-        part = parts[number]
-        part_pools = {q.id: pools[q.id] for q in part}
+        part = job.parts[number]
+        part_pools = {q.id: job.pools[q.id] for q in part}
         passage_ids = dict.fromkeys(c.passage_id for q in part for c in part_pools[q.id])
         in_flight[actor.label.remote(number, part, part_pools, [corpus[pid] for pid in passage_ids], chunk)] = actor
 
-    total = sum(_pair_count(q, pools) for n in pending for q in parts[n])
-    with labeling_progress(total, description, enabled=progress) as advance:
+    with labeling_progress(job.pair_count(pending), description, enabled=progress) as advance:
         for actor in actors:
             if queue:
                 submit(actor)
@@ -201,8 +172,8 @@ def _run_parts(ray: Any, actors: list[Any], parts: list[list[Query]], pending: l
             [done], _ = ray.wait(list(in_flight), num_returns=1)
             actor = in_flight.pop(done)
             number, table, tokens = ray.get(done)
-            write_table(table, _part_path(out_dir, number))
-            advance(sum(_pair_count(q, pools) for q in parts[number]), tokens)
+            job.write_part(number, table)
+            advance(job.pair_count([number]), tokens)
             if queue:
                 submit(actor)
     return advance.tokens

@@ -17,19 +17,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from uae.errors import import_optional
 from uae.teachers.base import NLLRequest, NLLResult, PromptTemplates, Teacher
-from uae.teachers.hf import HFTeacher
+from uae.teachers.causal_lm import PromptEncoder
 
 INSTALL_HINT = "the vllm teacher needs vLLM: pip install 'uae[vllm]' (Linux with a CUDA GPU)"
 
 
 def import_vllm() -> Any:
-    """The ``vllm`` module, or an ImportError that says how to install it."""
-    try:
-        import vllm
-    except ImportError as err:
-        raise ImportError(f"{INSTALL_HINT} ({err})") from err
-    return vllm
+    """The ``vllm`` module, or an ImportError (:class:`~uae.errors.MissingExtra`) that says how to install it."""
+    return import_optional("vllm", INSTALL_HINT)
 
 
 class VLLMTeacher(Teacher):
@@ -76,16 +73,10 @@ class VLLMTeacher(Teacher):
         engine = self.llm.llm_engine
         model_config = getattr(engine, "model_config", None) or engine.vllm_config.model_config
         self.context_length = int(model_config.max_model_len)
-        # The borrowed HF encoder lets ids reach max_length + 1; vLLM needs ids + 1 generated <= context.
+        # The prompt encoder lets ids reach max_length + 1; vLLM needs ids + 1 generated <= context.
         self.max_length = self.context_length - 2
-        self._bos = [self.tokenizer.bos_token_id] if self.tokenizer.bos_token_id is not None else []
-
-    # Tokenisation is the hf teacher's (it needs only tokenizer, templates, max_length and _bos),
-    # shared so that both backends score the very same tokens.
-    _encode = HFTeacher._encode
-    _split = HFTeacher._split
-    _truncate_passage = HFTeacher._truncate_passage
-    _passage_heads = HFTeacher._passage_heads
+        # The hf teacher's tokenisation, so that both backends score the very same tokens.
+        self.prompts = PromptEncoder(self.tokenizer, templates, self.max_length)
 
     def describe(self) -> dict[str, Any]:
         """Teacher name, model, context length and prompt templates."""
@@ -105,7 +96,7 @@ class VLLMTeacher(Teacher):
         """
         from vllm.inputs import TokensPrompt
 
-        encoded = [self._encode(i, request) for i, request in enumerate(requests)]
+        encoded = [self.prompts.encode(i, request) for i, request in enumerate(requests)]
         prompts = [TokensPrompt(prompt_token_ids=item.ids) for item in encoded]
         outputs = self.llm.generate(prompts, self._sampling, use_tqdm=False)
         results = []

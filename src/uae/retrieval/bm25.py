@@ -8,7 +8,7 @@ import bm25s
 import numpy as np
 
 from uae.data.schema import Corpus
-from uae.retrieval_types import Hit
+from uae.retrieval.types import Hit
 
 
 class BM25Index:

@@ -29,8 +29,10 @@ from pathlib import Path
 import numpy as np
 
 from uae.data.schema import Corpus, Query
-from uae.evaluation.metrics import MetricResult, Run, metric_result, normalize_answer, rank_passages
-from uae.generators import GenerationRequest, Generator
+from uae.evaluation.metrics import MetricResult, metric_result, normalize_answer, rank_passages
+from uae.evaluation.readers import Reader, ReaderRequest
+from uae.io import atomic_write_text
+from uae.retrieval.types import Run
 
 GENERATION_METRICS: tuple[str, ...] = ("token_f1", "em")
 
@@ -78,9 +80,9 @@ def answer_scores(prediction: str, references: Sequence[str]) -> dict[str, float
 # ---- saved generations -----------------------------------------------------------------------
 
 
-def reader_key(generator: Generator, k: int) -> str:
+def reader_key(reader: Reader, k: int) -> str:
     """Fingerprint of what produced an answer: the reader's description and k."""
-    payload = json.dumps({"reader": generator.describe(), "k": k}, sort_keys=True, default=str)
+    payload = json.dumps({"reader": reader.describe(), "k": k}, sort_keys=True, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
@@ -100,9 +102,7 @@ def read_generations(path: Path) -> dict[str, dict]:
 
 
 def _write_records(path: Path, records: Iterable[dict]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
 
 
 # ---- running a reader over systems -------------------------------------------------------------
@@ -132,7 +132,7 @@ class GenerationResult:
 
 
 def evaluate_generation(
-    generator: Generator,
+    reader: Reader,
     runs: Mapping[str, Run],
     queries: Sequence[Query],
     corpus: Corpus,
@@ -144,13 +144,13 @@ def evaluate_generation(
     """Answer every query from each system's top-``k`` and score the answers; resumable.
 
     Args:
-        generator: The reader (see :func:`uae.generators.load_generator`).
+        reader: The reader (see :func:`uae.evaluation.readers.load_reader`).
         runs: ``{system: run}``.
         queries: The evaluated queries (with gold answers).
         corpus: Passage texts.
         k: Passages given to the reader, best first.
         out_dir: Folder of the ``<system>.jsonl`` files.
-        batch_size: Questions per ``generator.generate`` call (the unit of saving).
+        batch_size: Questions per ``reader.generate`` call (the unit of saving).
         progress: Show a progress bar.
 
     Raises:
@@ -162,12 +162,12 @@ def evaluate_generation(
         raise ValueError(f"{len(missing)} evaluated queries have no gold answer to score against, e.g. {missing[:5]}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    generator.fit(corpus.texts)
-    result = GenerationResult(reader=generator.describe(), k=k)
-    key = reader_key(generator, k)
+    reader.fit(corpus.texts)
+    result = GenerationResult(reader=reader.describe(), k=k)
+    key = reader_key(reader, k)
     shared: dict[tuple[str, tuple[str, ...]], dict] = {}
     for system, run in runs.items():
-        records = _answer_system(generator, key, system, run, queries, corpus, k, out_dir / f"{_file_name(system)}.jsonl",
+        records = _answer_system(reader, key, system, run, queries, corpus, k, out_dir / f"{_file_name(system)}.jsonl",
                                  shared, batch_size, progress, result)
         result.scores[system] = {m: {r["query_id"]: r[m] for r in records} for m in GENERATION_METRICS}
     return result
@@ -177,7 +177,7 @@ def _file_name(system: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in system)
 
 
-def _answer_system(generator: Generator, key: str, system: str, run: Run, queries: Sequence[Query], corpus: Corpus,
+def _answer_system(reader: Reader, key: str, system: str, run: Run, queries: Sequence[Query], corpus: Corpus,
                    k: int, path: Path, shared: dict, batch_size: int, progress: bool, result: GenerationResult) -> list[dict]:
     """Records of one system in query order: saved ones reused, the others generated and appended."""
     from uae.progress import progress_bar
@@ -192,7 +192,7 @@ def _answer_system(generator: Generator, key: str, system: str, run: Run, querie
     with open(path, "a", encoding="utf-8") as handle, \
             progress_bar(len(todo), f"answering ({system})", unit="questions", enabled=progress and bool(todo)) as advance:
         for start in range(0, len(todo), batch_size):
-            for record in _answer_batch(generator, key, todo[start : start + batch_size], top, corpus, shared, result):
+            for record in _answer_batch(reader, key, todo[start : start + batch_size], top, corpus, shared, result):
                 done[record["query_id"]] = record
                 handle.write(json.dumps(record, ensure_ascii=False) + "\n")
             handle.flush()
@@ -206,12 +206,12 @@ def _reusable(record: dict | None, key: str, passage_ids: tuple[str, ...]) -> bo
     return record is not None and record.get("reader_key") == key and tuple(record.get("passage_ids", ())) == passage_ids
 
 
-def _answer_batch(generator: Generator, key: str, batch: Sequence[Query], top: dict[str, tuple[str, ...]], corpus: Corpus,
+def _answer_batch(reader: Reader, key: str, batch: Sequence[Query], top: dict[str, tuple[str, ...]], corpus: Corpus,
                   shared: dict, result: GenerationResult) -> list[dict]:
     """Records for ``batch``, calling the reader only for (question, passages) not answered yet."""
     fresh = list({(q.text, top[q.id]): q for q in batch if (q.text, top[q.id]) not in shared}.items())
-    requests = [GenerationRequest(q.text, tuple(corpus[pid].full_text for pid in pids)) for (_, pids), q in fresh]
-    for ((text, pids), _), answer in zip(fresh, generator.generate(requests) if requests else []):
+    requests = [ReaderRequest(q.text, tuple(corpus[pid].full_text for pid in pids)) for (_, pids), q in fresh]
+    for ((text, pids), _), answer in zip(fresh, reader.generate(requests) if requests else []):
         shared[(text, pids)] = {"answer": answer.text, "truncated": answer.truncated}
         result.generated += 1
         result.truncated += answer.truncated
@@ -221,7 +221,7 @@ def _answer_batch(generator: Generator, key: str, batch: Sequence[Query], top: d
         golds = [a for a in query.answers if a.strip()]
         records.append({"query_id": query.id, "question": query.text, "passage_ids": list(top[query.id]),
                         "answer": answer["answer"], "answers": golds, **answer_scores(answer["answer"], golds),
-                        "truncated": bool(answer["truncated"]), "reader": generator.name, "reader_key": key})
+                        "truncated": bool(answer["truncated"]), "reader": reader.name, "reader_key": key})
     return records
 
 
@@ -258,10 +258,10 @@ def add_answer_quality(settings, runs: Mapping[str, Run], queries: Sequence[Quer
     Returns:
         The report section on the reader (:func:`generation_section`).
     """
-    from uae.generators import load_generator
+    from uae.evaluation.readers import load_reader
 
-    generator = load_generator(settings.backend, settings.prompt, settings.max_new_tokens)
-    result = evaluate_generation(generator, runs, queries, corpus, settings.k, out_dir, progress=progress)
+    reader = load_reader(settings.backend, settings.prompt, settings.max_new_tokens)
+    result = evaluate_generation(reader, runs, queries, corpus, settings.k, out_dir, progress=progress)
     for system, row in result.means().items():
         metrics.setdefault(system, {}).update(row)
     for system, row in result.comparison(comparison.baseline, comparison.test, comparison.alpha).items():

@@ -1,6 +1,6 @@
 """Readers that answer a question from retrieved passages, for answer-quality evaluation.
 
-``load_generator(spec)`` builds one from a short spec string:
+``load_reader(spec)`` builds one from a short spec string:
 
 - ``extractive``: the offline baseline reader (:class:`ExtractiveReader`). It picks the sentence
   of the retrieved text that best matches the question by BM25-weighted term overlap and
@@ -8,10 +8,10 @@
   words are removed (``mode="residual"``, the default). It is **not an LLM**: every report
   labels its numbers "extractive reader, not an LLM".
 - ``hf:<model-or-path>``: a transformers causal LM, greedy decoding of at most
-  ``max_new_tokens`` tokens (:class:`HFReader`; reuses :class:`uae.rerankers.lm.HFGenerator`).
+  ``max_new_tokens`` tokens (:class:`HFReader`, through :class:`uae.teachers.causal_lm.GreedyGenerator`).
 - ``openai:<base_url>``: an OpenAI-compatible completions server (vLLM, llama.cpp), greedy
-  (``temperature=0``), through the HTTP client, retries and model discovery of
-  :class:`uae.teachers.openai_compat.OpenAICompatTeacher` (:class:`OpenAIReader`).
+  (``temperature=0``), through :class:`uae.teachers.openai.OpenAIClient`, the openai teacher's
+  HTTP client, retries, model discovery and cut-and-retry loop (:class:`OpenAIReader`).
 
 LM readers see one prompt per question, built from a template with ``{context}`` and
 ``{question}`` (:data:`DEFAULT_PROMPT`); the context is the top-k passages, best first, numbered
@@ -44,7 +44,7 @@ _QUESTION_WORDS = frozenset({"what", "who", "whom", "whose", "which", "when", "w
 
 
 @dataclass(frozen=True)
-class GenerationRequest:
+class ReaderRequest:
     """One question and the texts of its retrieved passages, best first."""
 
     question: str
@@ -52,7 +52,7 @@ class GenerationRequest:
 
 
 @dataclass(frozen=True)
-class GeneratedAnswer:
+class ReaderAnswer:
     """A reader's answer; ``truncated`` when the context was cut to fit the model."""
 
     text: str
@@ -81,17 +81,17 @@ def first_line(text: str) -> str:
     return next((line.strip() for line in text.splitlines() if line.strip()), "")
 
 
-class Generator(ABC):
+class Reader(ABC):
     """Base class of readers: :meth:`generate` answers requests in order."""
 
-    name: str = "generator"
+    name: str = "reader"
     kind: str = LM_LABEL
 
     def fit(self, passages: Sequence[str]) -> None:  # noqa: B027 - optional hook
         """See the corpus first (only corpus-statistics readers need it)."""
 
     @abstractmethod
-    def generate(self, requests: Sequence[GenerationRequest]) -> list[GeneratedAnswer]:
+    def generate(self, requests: Sequence[ReaderRequest]) -> list[ReaderAnswer]:
         """One answer per request, in order."""
 
     def describe(self) -> dict[str, Any]:
@@ -111,7 +111,7 @@ def split_sentences(text: str) -> list[str]:
     return [s.strip() for s in _SENTENCE_END.split(text) if s.strip()]
 
 
-class ExtractiveReader(Generator):
+class ExtractiveReader(Reader):
     """The sentence of the retrieved text that best matches the question; not an LLM.
 
     A sentence's score is BM25 over the question's content words (lower-cased ``\\w+`` tokens,
@@ -150,8 +150,8 @@ class ExtractiveReader(Generator):
         return {"generator": self.name, "kind": self.kind, "mode": self.mode, "k1": self.k1, "b": self.b,
                 "idf": "corpus" if self._documents else "retrieved sentences"}
 
-    def generate(self, requests: Sequence[GenerationRequest]) -> list[GeneratedAnswer]:
-        return [GeneratedAnswer(self.answer(r.question, r.passages)) for r in requests]
+    def generate(self, requests: Sequence[ReaderRequest]) -> list[ReaderAnswer]:
+        return [ReaderAnswer(self.answer(r.question, r.passages)) for r in requests]
 
     def answer(self, question: str, passages: Sequence[str]) -> str:
         """The answer to one question from its passages (``""`` when there is no text)."""
@@ -198,7 +198,7 @@ def _stopwords() -> frozenset[str]:
 # ---- LM readers ------------------------------------------------------------------------------
 
 
-class HFReader(Generator):
+class HFReader(Reader):
     """Greedy answers from a transformers causal LM.
 
     Args:
@@ -206,57 +206,56 @@ class HFReader(Generator):
         prompt: Template with ``{context}`` and ``{question}``.
         max_new_tokens: Most tokens generated per answer.
         chat_template: Wrap the prompt in the tokenizer's chat template (``None``: when it has one).
-        **teacher_options: ``device``, ``dtype``, ``max_length``, ``tokenizer`` of
-            :class:`uae.teachers.hf.HFTeacher`, which loads the model.
+        **lm_options: ``device``, ``dtype``, ``max_length``, ``tokenizer`` of
+            :class:`uae.teachers.causal_lm.CausalLM`, which loads the model.
     """
 
     kind = LM_LABEL
 
     def __init__(self, model: str, prompt: str = DEFAULT_PROMPT, max_new_tokens: int = 32,
-                 chat_template: bool | None = None, **teacher_options: Any) -> None:
-        from uae.rerankers.lm import HFGenerator
-        from uae.teachers.hf import HFTeacher
+                 chat_template: bool | None = None, **lm_options: Any) -> None:
+        from uae.teachers.causal_lm import CausalLM, GreedyGenerator
 
         if max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
         self.prompt = check_prompt(prompt)
         self.max_new_tokens = int(max_new_tokens)
         self.name = f"hf:{model}"
-        self._lm = HFGenerator(HFTeacher(model, **teacher_options), chat_template=chat_template)
+        self.generator = GreedyGenerator(CausalLM(model, **lm_options), chat_template=chat_template)
 
     def describe(self) -> dict[str, Any]:
         return {"generator": self.name, "kind": self.kind, "prompt": self.prompt, "max_new_tokens": self.max_new_tokens,
-                "chat_template": self._lm.chat_template, "max_length": self._lm.max_length}
+                "chat_template": self.generator.chat_template, "max_length": self.generator.max_length}
 
-    def generate(self, requests: Sequence[GenerationRequest]) -> list[GeneratedAnswer]:
+    def generate(self, requests: Sequence[ReaderRequest]) -> list[ReaderAnswer]:
         answers = []
         for request in requests:
             prompt, truncated = self.fit_prompt(request)
-            answers.append(GeneratedAnswer(first_line(self._lm.generate(prompt, self.max_new_tokens)), truncated))
+            answers.append(ReaderAnswer(first_line(self.generator.generate(prompt, self.max_new_tokens)), truncated))
         return answers
 
-    def fit_prompt(self, request: GenerationRequest) -> tuple[str, bool]:
+    def fit_prompt(self, request: ReaderRequest) -> tuple[str, bool]:
         """The prompt with its context cut from the end until prompt + answer fit the model's context.
 
         Raises:
             ValueError: the question alone does not fit.
         """
-        limit = self._lm.max_length - self.max_new_tokens
+        limit = self.generator.max_length - self.max_new_tokens
         empty = self.prompt.format(context="", question=request.question)
-        budget = limit - self._lm.prompt_tokens(empty)
+        budget = limit - self.generator.prompt_tokens(empty)
         if budget < 0:
-            raise ValueError(f"question {request.question!r} does not fit the context of {self._lm.max_length} tokens "
+            raise ValueError(f"question {request.question!r} does not fit the context of {self.generator.max_length} tokens "
                              f"with {self.max_new_tokens} new tokens, even without passages")
         context = format_context(request.passages)
-        context, truncated = self._lm.truncate(context, budget)
+        context, truncated = self.generator.truncate(context, budget)
         prompt = self.prompt.format(context=context, question=request.question)
-        while (overflow := self._lm.prompt_tokens(prompt) - limit) > 0:  # tokens can merge across the seams
-            context, _ = self._lm.truncate(context, self._lm.count_tokens(context) - overflow)
+        while (overflow := self.generator.prompt_tokens(prompt) - limit) > 0:  # tokens can merge across the seams
+            context, _ = self.generator.truncate(context, self.generator.count_tokens(context) - overflow)
             prompt, truncated = self.prompt.format(context=context, question=request.question), True
         return prompt, truncated
 
 
-class OpenAIReader(Generator):
+class OpenAIReader(Reader):
     """Greedy answers from an OpenAI-compatible completions server.
 
     Args:
@@ -266,50 +265,54 @@ class OpenAIReader(Generator):
         max_new_tokens: ``max_tokens`` of each completion.
         concurrency: Requests in flight.
         **client_options: ``timeout``, ``max_retries``, ``backoff``, ``max_backoff``, ``api_key``
-            of :class:`uae.teachers.openai_compat.OpenAICompatTeacher`, whose client is reused.
+            of :class:`uae.teachers.openai.OpenAIClient`.
     """
 
     kind = LM_LABEL
-    max_cuts = 12
 
     def __init__(self, base_url: str, model: str | None = None, prompt: str = DEFAULT_PROMPT, max_new_tokens: int = 32,
                  concurrency: int = 8, **client_options: Any) -> None:
-        from uae.teachers.openai_compat import OpenAICompatTeacher
+        from uae.teachers.openai import OpenAIClient
 
         self.prompt = check_prompt(prompt)
         self.max_new_tokens = int(max_new_tokens)
         self.concurrency = int(concurrency)
-        self._client = OpenAICompatTeacher(base_url, model=model, concurrency=concurrency, **client_options)
-        self.model = self._client.model
+        self.client = OpenAIClient(base_url, model=model, concurrency=concurrency, **client_options)
+        self.model = self.client.model
         self.name = f"openai:{self.model}"
 
     def describe(self) -> dict[str, Any]:
         return {"generator": self.name, "kind": self.kind, "model": self.model, "prompt": self.prompt,
                 "max_new_tokens": self.max_new_tokens}
 
-    def generate(self, requests: Sequence[GenerationRequest]) -> list[GeneratedAnswer]:
+    def generate(self, requests: Sequence[ReaderRequest]) -> list[ReaderAnswer]:
         if len(requests) <= 1 or self.concurrency <= 1:
             return [self._answer(r) for r in requests]
         with ThreadPoolExecutor(max_workers=min(self.concurrency, len(requests))) as pool:
             return list(pool.map(self._answer, requests))
 
-    def _answer(self, request: GenerationRequest) -> GeneratedAnswer:
-        from uae.teachers.openai_compat import _CONTEXT_ERROR, TeacherServerError, _error_message
+    def _answer(self, request: ReaderRequest) -> ReaderAnswer:
+        from uae.teachers.openai import MAX_CUTS
 
-        context, truncated = format_context(request.passages), False
-        for _ in range(self.max_cuts):
-            payload = {"model": self.model, "prompt": self.prompt.format(context=context, question=request.question),
-                       "max_tokens": self.max_new_tokens, "temperature": 0.0, "stop": ["\n"]}
-            response = self._client._send("POST", "/completions", payload, allow_context_error=True)
-            if response.status_code != 400:
-                return GeneratedAnswer(first_line(_completion_text(response.json())), truncated)
-            message = _error_message(response)
-            if not _CONTEXT_ERROR.search(message):
-                raise TeacherServerError(f"{self._client.base_url}/completions refused a generation: HTTP 400: {message}")
-            if not context:
-                raise ValueError(f"question {request.question!r} does not fit the server's context even without passages")
-            context, truncated = context[: len(context) // 2], True
-        raise ValueError(f"question {request.question!r}: the prompt still does not fit after {self.max_cuts} cuts")
+        response, _, truncated = self.client.complete_fitting(
+            format_context(request.passages),
+            lambda context: {"model": self.model, "prompt": self.prompt.format(context=context, question=request.question),
+                             "max_tokens": self.max_new_tokens, "temperature": 0.0, "stop": ["\n"]},
+            lambda context, message: self._shorter_context(request, context, message),
+            f"question {request.question!r}: the prompt still does not fit after {MAX_CUTS} cuts",
+        )
+        return ReaderAnswer(first_line(_completion_text(response.json())), truncated)
+
+    def _shorter_context(self, request: ReaderRequest, context: str, message: str) -> str:
+        """The first half of ``context``, when the server's 400 ``message`` says the prompt is too long."""
+        from uae.errors import TeacherServerError
+        from uae.teachers.openai import is_context_error
+
+        if not is_context_error(message):
+            raise TeacherServerError(f"{self.client.base_url}/completions refused a generation: HTTP 400: {message}")
+        if not context:
+            raise ValueError(f"question {request.question!r} does not fit the server's context even without passages")
+        return context[: len(context) // 2]
 
 
 def _completion_text(body: dict[str, Any]) -> str:
@@ -319,7 +322,7 @@ def _completion_text(body: dict[str, Any]) -> str:
     return choices[0]["text"]
 
 
-def load_generator(spec: str, prompt: str | None = None, max_new_tokens: int = 32, **options: Any) -> Generator:
+def load_reader(spec: str, prompt: str | None = None, max_new_tokens: int = 32, **options: Any) -> Reader:
     """Build a reader from ``extractive``, ``extractive:mode=sentence``, ``hf:<model>`` or ``openai:<base_url>``.
 
     Args:
@@ -332,18 +335,18 @@ def load_generator(spec: str, prompt: str | None = None, max_new_tokens: int = 3
     Raises:
         ValueError: unknown backend, or a prompt given to the extractive reader.
     """
-    from uae.teachers import _parse_options
+    from uae.teachers import parse_spec_options
 
     kind, _, rest = spec.partition(":")
     if kind == "extractive":
         if prompt is not None:
             raise ValueError("the extractive reader does not use a prompt; pass one to hf: or openai: readers only")
-        return ExtractiveReader(**{**_parse_options(rest), **options})
+        return ExtractiveReader(**{**parse_spec_options(rest), **options})
     template = check_prompt(prompt) if prompt is not None else DEFAULT_PROMPT
     if kind == "hf" and rest:
         return HFReader(rest, prompt=template, max_new_tokens=max_new_tokens, **options)
     if kind == "openai" and rest:
         url, _, text = rest.partition(",")
-        return OpenAIReader(url, prompt=template, max_new_tokens=max_new_tokens, **{**_parse_options(text), **options})
+        return OpenAIReader(url, prompt=template, max_new_tokens=max_new_tokens, **{**parse_spec_options(text), **options})
     raise ValueError(f"unknown generator {spec!r}; expected 'extractive', 'extractive:mode=sentence', 'hf:<model>' "
                      "or 'openai:<base_url>'")

@@ -26,6 +26,9 @@ with exponential backoff (``backoff * 2**attempt``, jittered, capped at ``max_ba
 A prompt longer than the server's context (HTTP 400 naming the context length) is retried
 with the passage cut from its end, and the result is marked ``truncated``, as with ``hf``.
 
+The HTTP side (connection pool, retries, model discovery, the cut-and-retry loop) is
+:class:`OpenAIClient`, which the OpenAI reader (:mod:`uae.evaluation.readers`) uses too.
+
 The server address is not part of :meth:`describe`, so a resumed job may point at another
 server that serves the same model.
 """
@@ -36,30 +39,25 @@ import random
 import re
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
+from uae.errors import PromptLogprobsUnavailable, TeacherServerError
 from uae.teachers.base import NLLRequest, NLLResult, PromptTemplates, Teacher
 
 MODES = ("echo", "prompt_logprobs")
+MAX_CUTS = 12
+"""How often a prompt is cut and sent again before the request is given up."""
+T = TypeVar("T")
 _RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
 _CONTEXT_ERROR = re.compile(r"context length|context window|too long|maximum context", re.IGNORECASE)
 _LOGPROBS_ERROR = re.compile(r"echo|logprob", re.IGNORECASE)
 _MAX_CONTEXT = re.compile(r"maximum context length is (\d+)", re.IGNORECASE)
 _REQUESTED = re.compile(r"requested (\d+) tokens|has (\d+) input tokens|(\d+) in the messages", re.IGNORECASE)
-_MAX_TRUNCATIONS = 12
-
-
-class PromptLogprobsUnavailable(ValueError):
-    """The server answered, but without the log-probs of the prompt tokens."""
-
-
-class TeacherServerError(ConnectionError):
-    """The server could not be reached, or kept failing after every retry, or refused a request."""
 
 
 @dataclass(frozen=True)
@@ -153,7 +151,8 @@ def _prompt_token_count(body: dict[str, Any], choice: dict[str, Any], n_tokens: 
     raise PromptLogprobsUnavailable("the reply has no usage.prompt_tokens, so the prompt's end is unknown (try max_tokens=0)")
 
 
-def _error_message(response: httpx.Response) -> str:
+def error_message(response: httpx.Response) -> str:
+    """The message of an error reply (OpenAI's ``error.message``, or ``message`` / ``detail``), else its text."""
     try:
         body = response.json()
     except ValueError:
@@ -166,6 +165,108 @@ def _error_message(response: httpx.Response) -> str:
             if body.get(key):
                 return str(body[key])
     return str(body)[:500]
+
+
+def is_context_error(message: str) -> bool:
+    """Whether a server's 400 message says the prompt exceeds the model's context."""
+    return bool(_CONTEXT_ERROR.search(message))
+
+
+class OpenAIClient:
+    """An OpenAI-compatible API: one HTTP connection pool, retries with backoff, model discovery.
+
+    Args:
+        base_url: The API root, e.g. ``http://localhost:8000/v1``.
+        model: The served model's name; when ``None``, the only model listed by ``/models``.
+        concurrency: Connections kept (requests in flight at once).
+        timeout: Seconds allowed for one HTTP request.
+        max_retries: Retries of one request on 5xx, 429 and connection errors.
+        backoff: Seconds before the first retry; doubled at each further one.
+        max_backoff: Cap on the wait between two retries.
+        api_key: Sent as a bearer token when given.
+
+    Raises:
+        ValueError: ``base_url`` is not an http(s) URL, or the server does not list exactly one model.
+        TeacherServerError: the server cannot be reached.
+    """
+
+    def __init__(self, base_url: str, model: str | None = None, concurrency: int = 8, timeout: float = 120.0,
+                 max_retries: int = 6, backoff: float = 0.5, max_backoff: float = 30.0, api_key: str | None = None) -> None:
+        if not str(base_url).startswith(("http://", "https://")):
+            raise ValueError(f"the openai teacher needs an http(s) URL such as http://localhost:8000/v1, got {base_url!r}")
+        self.base_url = str(base_url).rstrip("/")
+        self.max_retries = int(max_retries)
+        self.backoff = float(backoff)
+        self.max_backoff = float(max_backoff)
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        limits = httpx.Limits(max_connections=int(concurrency), max_keepalive_connections=int(concurrency))
+        self._http = httpx.Client(timeout=float(timeout), limits=limits, headers=headers)
+        self.model = model or self._only_served_model()
+
+    def close(self) -> None:
+        """Close the HTTP connections."""
+        self._http.close()
+
+    def _only_served_model(self) -> str:
+        response = self.send("GET", "/models", None)
+        ids = [m.get("id") for m in response.json().get("data", []) if isinstance(m, dict)]
+        if len(ids) != 1:
+            raise ValueError(f"{self.base_url}/models lists {ids or 'no models'}; name one with model=...")
+        return ids[0]
+
+    def send(self, method: str, path: str, payload: dict[str, Any] | None, allow_context_error: bool = False) -> httpx.Response:
+        """One HTTP request with retries on 5xx, 429 and connection errors, and exponential backoff.
+
+        Args:
+            method: ``GET`` or ``POST``.
+            path: Below ``base_url``, e.g. ``/completions``.
+            payload: The JSON body (``None`` for none).
+            allow_context_error: Return a 400 reply instead of raising (see :meth:`complete_fitting`).
+
+        Raises:
+            TeacherServerError: the server kept failing after every retry, or refused the request.
+        """
+        url = self.base_url + path
+        problem = ""
+        for attempt in range(self.max_retries + 1):
+            if attempt:
+                time.sleep(min(self.max_backoff, self.backoff * 2 ** (attempt - 1)) * (0.75 + 0.5 * random.random()))
+            try:
+                response = self._http.request(method, url, json=payload)
+            except httpx.TransportError as err:
+                problem = f"{type(err).__name__}: {err}"
+                continue
+            if response.status_code in _RETRY_STATUS:
+                problem = f"HTTP {response.status_code}: {error_message(response)}"
+                continue
+            if response.status_code == 400 and allow_context_error:
+                return response
+            if response.status_code >= 400:
+                raise TeacherServerError(f"{method} {url} failed: HTTP {response.status_code}: {error_message(response)}")
+            return response
+        raise TeacherServerError(f"{method} {url} still failing after {self.max_retries} retries; last error: {problem}")
+
+    def complete_fitting(self, text: T, payload: Callable[[T], dict[str, Any]], shorten: Callable[[T, str], T],
+                         exhausted: str) -> tuple[httpx.Response, T, bool]:
+        """``POST /completions`` with ``payload(text)``; while the server answers 400, cut ``text`` and try again.
+
+        Args:
+            text: What may be cut (a passage, a context), from which ``payload`` builds the request.
+            payload: The request body for a given ``text``.
+            shorten: ``shorten(text, message)``: a shorter ``text`` for the server's 400 ``message``;
+                it raises when the message is no context error or nothing is left to cut.
+            exhausted: The message of the ``ValueError`` raised after :data:`MAX_CUTS` cuts.
+
+        Returns:
+            The successful reply, the ``text`` it was built from, and whether ``text`` was cut.
+        """
+        truncated = False
+        for _ in range(MAX_CUTS):
+            response = self.send("POST", "/completions", payload(text), allow_context_error=True)
+            if response.status_code != 400:
+                return response, text, truncated
+            text, truncated = shorten(text, error_message(response)), True
+        raise ValueError(exhausted)
 
 
 class OpenAICompatTeacher(Teacher):
@@ -201,27 +302,20 @@ class OpenAICompatTeacher(Teacher):
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r} for the openai teacher; expected one of {MODES}")
-        if not str(base_url).startswith(("http://", "https://")):
-            raise ValueError(f"the openai teacher needs an http(s) URL such as http://localhost:8000/v1, got {base_url!r}")
-        self.base_url = str(base_url).rstrip("/")
         self.templates = templates
         self.mode = mode
         self.concurrency = int(concurrency)
-        self.max_retries = int(max_retries)
-        self.backoff = float(backoff)
-        self.max_backoff = float(max_backoff)
         self.max_tokens = int(max_tokens)
         self.tokens_processed = 0
         self._count_lock = threading.Lock()
-        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        limits = httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency)
-        self._client = httpx.Client(timeout=float(timeout), limits=limits, headers=headers)
-        self.model = model or self._only_served_model()
+        self.client = OpenAIClient(base_url, model, self.concurrency, timeout, max_retries, backoff, max_backoff, api_key)
+        self.base_url = self.client.base_url
+        self.model = self.client.model
         self.name = f"openai:{self.model}"
 
     def close(self) -> None:
         """Close the HTTP connections."""
-        self._client.close()
+        self.client.close()
 
     def __enter__(self) -> OpenAICompatTeacher:
         return self
@@ -238,13 +332,6 @@ class OpenAICompatTeacher(Teacher):
             "mode": self.mode,
             "templates": {"with_passage": self.templates.with_passage, "without_passage": self.templates.without_passage},
         }
-
-    def _only_served_model(self) -> str:
-        response = self._send("GET", "/models", None)
-        ids = [m.get("id") for m in response.json().get("data", []) if isinstance(m, dict)]
-        if len(ids) != 1:
-            raise ValueError(f"{self.base_url}/models lists {ids or 'no models'}; name one with model=...")
-        return ids[0]
 
     # ---- scoring ------------------------------------------------------------------------------
 
@@ -265,17 +352,13 @@ class OpenAICompatTeacher(Teacher):
             return list(pool.map(self._score_one, range(len(requests)), requests))
 
     def _score_one(self, index: int, request: NLLRequest) -> NLLResult:
-        passage, truncated = request.passage, False
-        for _ in range(_MAX_TRUNCATIONS):
-            prefix = self.templates.prefix(request.question, passage)
-            response = self._send("POST", "/completions", self._payload(prefix + request.answer), allow_context_error=True)
-            if response.status_code == 400:
-                passage = self._shorter_passage(index, request, passage, response)
-                truncated = True
-                continue
-            return self._result(index, request, prefix, response.json(), truncated)
-        raise ValueError(f"request {index} (question {request.question!r}): the passage still does not fit after "
-                         f"{_MAX_TRUNCATIONS} cuts")
+        response, passage, truncated = self.client.complete_fitting(
+            request.passage,
+            lambda passage: self._payload(self.templates.prefix(request.question, passage) + request.answer),
+            lambda passage, message: self._shorter_passage(index, request, passage, message),
+            f"request {index} (question {request.question!r}): the passage still does not fit after {MAX_CUTS} cuts",
+        )
+        return self._result(index, request, self.templates.prefix(request.question, passage), response.json(), truncated)
 
     def _payload(self, prompt: str) -> dict[str, Any]:
         payload: dict[str, Any] = {"model": self.model, "prompt": prompt, "max_tokens": self.max_tokens, "temperature": 0.0}
@@ -307,10 +390,9 @@ class OpenAICompatTeacher(Teacher):
             f"with logprobs=1, mode=prompt_logprobs sends vLLM's prompt_logprobs=1)"
         )
 
-    def _shorter_passage(self, index: int, request: NLLRequest, passage: str | None, response: httpx.Response) -> str:
-        """The passage cut to fit the context the server's 400 reply names (other refusals raise)."""
-        message = _error_message(response)
-        if not _CONTEXT_ERROR.search(message):
+    def _shorter_passage(self, index: int, request: NLLRequest, passage: str | None, message: str) -> str:
+        """The passage cut to fit the context the server's 400 ``message`` names (other refusals raise)."""
+        if not is_context_error(message):
             if _LOGPROBS_ERROR.search(message):
                 raise self._unavailable(f"HTTP 400: {message}")
             raise TeacherServerError(f"{self.base_url}/completions refused request {index}: HTTP 400: {message}")
@@ -325,25 +407,3 @@ class OpenAICompatTeacher(Teacher):
             prompt_chars = len(self.templates.prefix(request.question, passage)) + len(request.answer)
             keep = min(len(passage) - 1, len(passage) - int(1.1 * overflow * prompt_chars / max(prompt_tokens, 1)) - 1)
         return passage[: max(keep, 0)]
-
-    def _send(self, method: str, path: str, payload: dict[str, Any] | None, allow_context_error: bool = False) -> httpx.Response:
-        """One HTTP request with retries on 5xx, 429 and connection errors, and exponential backoff."""
-        url = self.base_url + path
-        problem = ""
-        for attempt in range(self.max_retries + 1):
-            if attempt:
-                time.sleep(min(self.max_backoff, self.backoff * 2 ** (attempt - 1)) * (0.75 + 0.5 * random.random()))
-            try:
-                response = self._client.request(method, url, json=payload)
-            except httpx.TransportError as err:
-                problem = f"{type(err).__name__}: {err}"
-                continue
-            if response.status_code in _RETRY_STATUS:
-                problem = f"HTTP {response.status_code}: {_error_message(response)}"
-                continue
-            if response.status_code == 400 and allow_context_error:
-                return response
-            if response.status_code >= 400:
-                raise TeacherServerError(f"{method} {url} failed: HTTP {response.status_code}: {_error_message(response)}")
-            return response
-        raise TeacherServerError(f"{method} {url} still failing after {self.max_retries} retries; last error: {problem}")

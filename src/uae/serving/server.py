@@ -1,4 +1,4 @@
-"""The retrieval service: FastAPI over a :class:`~uae.retriever.Retriever`.
+"""The retrieval service: FastAPI over a :class:`~uae.retrieval.retriever.Retriever`.
 
     app = create_app(Retriever.load("index"), ServerSettings())
     uvicorn.run(app, host="127.0.0.1", port=8000)        # or: uae serve MODEL --index index
@@ -33,10 +33,10 @@ from fastapi.responses import JSONResponse
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from uae.data.schema import Passage
-from uae.encoders import encode
-from uae.index import DuplicatePassageError, UnknownPassageError
-from uae.retriever import Retriever
-from uae.retrieval_types import Hit
+from uae.retrieval.encoders import encode
+from uae.retrieval.index import DuplicatePassageError, UnknownPassageError
+from uae.retrieval.retriever import Retriever
+from uae.retrieval.types import Hit
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")

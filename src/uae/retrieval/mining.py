@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from uae.bm25 import BM25Index
 from uae.data.schema import Dataset, Query
 from uae.data.tables import Candidate, Pools
-from uae.retrieval_types import Hit
-from uae.retriever import Retriever
+from uae.retrieval.bm25 import BM25Index
+from uae.retrieval.retriever import Retriever
+from uae.retrieval.types import Hit
 
 
 def reciprocal_rank_fusion(rankings: Sequence[Sequence[Hit]], k: int = 60) -> list[Hit]:

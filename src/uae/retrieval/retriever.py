@@ -11,13 +11,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from uae.data.schema import Corpus
-from uae.encoders import encode, load_encoder, model_fingerprint, resolve_encoder
-from uae.index import DenseIndex, IndexConfig
-from uae.retrieval_types import Hit
-
-
-class ModelIndexMismatch(ValueError):
-    """The index was built by another model than the one given; searching it would be meaningless."""
+from uae.errors import ModelIndexMismatch
+from uae.retrieval.encoders import encode, load_encoder, model_fingerprint, resolve_encoder
+from uae.retrieval.index import DenseIndex, IndexConfig
+from uae.retrieval.types import Hit
 
 
 class Retriever:
@@ -68,6 +65,29 @@ class Retriever:
         """Top-``k`` passages for each query text; ``scopes`` restricts a query to one document."""
         vectors = encode(self.model, list(queries), self.batch_size, description="encoding queries", progress=progress)
         return self.index.search(vectors, k, scopes)
+
+
+class RetrieverCache:
+    """Corpora encoded by a model, kept for the stages of one run that search them with the same model.
+
+    Mining and evaluation both search the corpus with the base encoder; the run encodes it once.
+    The cache holds the corpus it was built for, so a corpus is recognised by identity only while
+    it is alive.
+    """
+
+    def __init__(self) -> None:
+        self._built: dict[tuple[str, int], tuple[Corpus, Retriever]] = {}
+
+    def __contains__(self, key: tuple[str, Corpus]) -> bool:
+        model_path, corpus = key
+        return (str(model_path), id(corpus)) in self._built
+
+    def get(self, model_path: str, corpus: Corpus, progress: bool = True) -> Retriever:
+        """The retriever of ``corpus`` encoded by ``model_path``, built on first use."""
+        key = (str(model_path), id(corpus))
+        if key not in self._built:
+            self._built[key] = (corpus, Retriever.build(str(model_path), corpus, progress=progress))
+        return self._built[key][1]
 
 
 def _absolute(model: str) -> str:

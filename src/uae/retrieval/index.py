@@ -47,10 +47,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field
 
-from uae.data.beir import DataError
 from uae.data.schema import Corpus, Passage
 from uae.data.tables import read_table, write_table
-from uae.retrieval_types import Hit
+from uae.errors import DataError
+from uae.io import atomic_path, atomic_write_json
+from uae.retrieval.types import Hit
 
 PASSAGE_SCHEMA = pa.schema(
     [("row", pa.int64()), ("passage_id", pa.string()), ("doc_id", pa.string()), ("text", pa.string())]
@@ -385,7 +386,7 @@ class DenseIndex:
                            index_file=f"index-{version:06d}.faiss", passages_file=f"passages-{version:06d}.parquet")
             _write_faiss(self.faiss_index, folder / meta.index_file)
             _write_passages(self._live_rows(), folder / meta.passages_file)
-            _write_json(folder / META_FILE, asdict(meta))
+            atomic_write_json(folder / META_FILE, asdict(meta), durable=True)
             self.meta = meta
             _remove_stale(folder, keep={META_FILE, meta.index_file, meta.passages_file})
         return folder
@@ -506,19 +507,9 @@ def _group_by_scope(scopes: Sequence[str | None]) -> dict[str | None, list[int]]
 # -- files --------------------------------------------------------------------------------
 
 
-def _fsync_path(path: Path) -> None:
-    descriptor = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
-
-
 def _write_faiss(faiss_index: faiss.Index, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    faiss.write_index(faiss_index, str(tmp))
-    _fsync_path(tmp)
-    os.replace(tmp, path)
+    with atomic_path(path, durable=True) as tmp:
+        faiss.write_index(faiss_index, str(tmp))
 
 
 def _write_passages(rows: list[tuple[int, Passage]], path: Path) -> None:
@@ -531,19 +522,7 @@ def _write_passages(rows: list[tuple[int, Passage]], path: Path) -> None:
         },
         schema=PASSAGE_SCHEMA,
     )
-    write_table(table, path)
-    _fsync_path(path)
-
-
-def _write_json(path: Path, payload: dict) -> None:
-    """Replace ``path`` atomically: a reader sees the old file or the new one, never half of one."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as handle:
-        json.dump(payload, handle, indent=2)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-    _fsync_path(path.parent)
+    write_table(table, path, durable=True)
 
 
 def _stored_version(folder: Path) -> int:

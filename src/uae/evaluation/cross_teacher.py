@@ -22,7 +22,7 @@ teacher's labels into what evaluation consumes, and holds the measures of the te
   mined pools (BM25 + the base encoder) would score 0 for every helpful passage a student finds
   outside them, which favours the base by construction. Instead the judged pool of a query is the
   union of the top-``depth`` of *every* evaluated system (:func:`pooled_judgements`); the judging
-  teacher labels that union (:func:`uae.labeling.label_pools`), and the graded qrels, utility
+  teacher labels that union (:func:`uae.labeling.local.label_pools`), and the graded qrels, utility
   nDCG and Kendall tau of every system are computed on those judgements.
   :func:`pool_contributions` says how many judged passages each system brought and how many only
   it brought. The default depth (:data:`DEFAULT_POOL_DEPTH`, 10) is the deepest cut-off of the
@@ -36,28 +36,26 @@ teacher's labels into what evaluation consumes, and holds the measures of the te
 - :func:`pool_kendall_tau`: Kendall's tau-b between a student's scores and a teacher's
   utilities over each query's pool (:func:`student_scores` gives a student's ranking and pool
   scores from one encoding of the corpus).
-- :func:`load_teacher_utilities` and :func:`mixed_training_utilities`: several teachers'
-  labels into one set of training targets (``uae train --labels A --labels B``).
+
+Several teachers' labels mixed into one training target are :mod:`uae.targets.mixing`'s.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
 from uae.data.schema import Corpus, Qrels, Query, SkipReport
 from uae.data.tables import Candidate, Pools
+from uae.targets.utilities import utilities_from_labels
 
 if TYPE_CHECKING:
     from uae.labeling import LabelingSummary
-    from uae.targets import TargetConfig
     from uae.teachers.base import Teacher
 
 GradeScheme = Literal["quantile", "threshold"]
@@ -67,73 +65,6 @@ Runs = Mapping[str, Mapping[str, Mapping[str, float]]]
 """``{system: {query_id: {passage_id: score}}}``."""
 DEFAULT_POOL_DEPTH = 10
 """Passages of each system's ranking that the judging teacher labels: the deepest cut-off of the test's measures."""
-
-
-# ---- teachers' labels -------------------------------------------------------------------------
-
-
-def teacher_name(labels: str | os.PathLike) -> str:
-    """The teacher recorded in a labels folder's ``manifest.json`` (or beside ``nlls.parquet``); else the path."""
-    path = Path(labels)
-    manifest = (path if path.is_dir() else path.parent) / "manifest.json"
-    if manifest.is_file():
-        teacher = json.loads(manifest.read_text()).get("teacher", {})
-        if isinstance(teacher, dict) and teacher.get("teacher"):
-            return str(teacher["teacher"])
-    return str(path)
-
-
-def utilities_from_labels(labels: str | os.PathLike, aggregate: Literal["mean", "max"] = "mean") -> tuple[Utilities, SkipReport]:
-    """Utilities from a labels folder or an ``nlls.parquet`` file (see :func:`uae.targets.utilities_from_nlls`)."""
-    from uae.labeling import read_labels
-    from uae.targets import utilities_from_nlls
-
-    return utilities_from_nlls(read_labels(labels), aggregate)
-
-
-def load_teacher_utilities(paths: Sequence[str | os.PathLike], aggregate: Literal["mean", "max"] = "mean") -> tuple[dict[str, Utilities], dict[str, SkipReport]]:
-    """``{teacher: utilities}`` for several labels folders, in order; a repeated name gets ``#2``, ``#3``.
-
-    Returns:
-        The utilities and, per teacher, what :func:`uae.targets.utilities_from_nlls` skipped.
-    """
-    per_teacher: dict[str, Utilities] = {}
-    skipped: dict[str, SkipReport] = {}
-    for path in paths:
-        name = base = teacher_name(path)
-        copy = 2
-        while name in per_teacher:
-            name, copy = f"{base}#{copy}", copy + 1
-        per_teacher[name], skipped[name] = utilities_from_labels(path, aggregate)
-    return per_teacher, skipped
-
-
-def mixed_training_utilities(per_teacher: Mapping[str, Utilities], weights: Sequence[float] | None, mode: str,
-                             targets: TargetConfig) -> tuple[Utilities, TargetConfig, SkipReport]:
-    """Training input for several teachers: combined targets as ``log p``, and the targets config that reproduces them.
-
-    :func:`uae.training.build_training_rows` builds targets from utilities with a targets config;
-    this returns ``log p*`` of the combined target (:func:`uae.targets.combine_teacher_utilities`
-    without top-m) and a config at ``tau_t=1`` with no floor or z-score and the original
-    ``top_m``, so the rows hold exactly the combined ``p*`` (``softmax(log p) = p``) truncated
-    as asked. For ``margin_mse`` the rows then hold ``log p*``, whose margins are the combined
-    utilities' margins divided by ``tau_t``. The confidence rule is off in that config: ``log p``
-    is no utility in nats, and each teacher's target was already built with the rules asked for.
-
-    Args:
-        per_teacher: ``{teacher: utilities}``.
-        weights: one per teacher, in order; ``None`` for equal weights.
-        mode: ``"mean_distribution"`` or ``"mean_zscore"``.
-        targets: a :class:`uae.targets.TargetConfig`.
-
-    Returns:
-        ``(utilities, targets config, skip report)``.
-    """
-    from uae.targets import combine_teacher_utilities, targets_as_utilities
-
-    combined, skipped = combine_teacher_utilities(per_teacher, weights, mode, targets.model_copy(update={"top_m": None}))
-    rows_config = targets.model_copy(update={"tau_t": 1.0, "normalize": "none", "harmful_floor": None, "confidence": "none"})
-    return targets_as_utilities(combined), rows_config, skipped
 
 
 # ---- graded qrels -----------------------------------------------------------------------------
@@ -208,17 +139,6 @@ def graded_qrels(utilities: Mapping[str, Mapping[str, float]], grades: int = 3, 
         if not any(qrels[query_id].values()):
             report.add("no passage with positive utility (all grades 0)", query_id)
     return qrels, report
-
-
-def write_qrels(qrels: Qrels, path: str | os.PathLike) -> Path:
-    """Write BEIR ``query-id corpus-id score`` TSV (with header) through a temporary name."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    lines = ["query-id\tcorpus-id\tscore"] + [f"{q}\t{p}\t{g}" for q, judged in qrels.items() for p, g in judged.items()]
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-    return path
 
 
 def grade_histogram(qrels: Qrels) -> dict[int, int]:
@@ -362,8 +282,8 @@ def judge_pooled_runs(runs: Runs, queries: Sequence[Query], corpus: Corpus, teac
                       aggregate: Literal["mean", "max"] = "mean", progress: bool = False) -> PooledJudgement:
     """Pool every system's top-``depth``, have ``teacher`` label the union, and grade it.
 
-    Labeling is :func:`uae.labeling.label_pools` into ``out_dir`` (resumable; a folder that holds
-    another pool or teacher is refused), utilities are :func:`uae.targets.utilities_from_nlls`, and
+    Labeling is :func:`uae.labeling.local.label_pools` into ``out_dir`` (resumable; a folder that holds
+    another pool or teacher is refused), utilities are :func:`uae.targets.utilities.utilities_from_nlls`, and
     the qrels :func:`graded_qrels`.
 
     Args:
@@ -383,7 +303,7 @@ def judge_pooled_runs(runs: Runs, queries: Sequence[Query], corpus: Corpus, teac
     Raises:
         ValueError: bad grading settings or depth (before any labeling).
     """
-    from uae.labeling import label_pools
+    from uae.labeling.local import label_pools
 
     check_grading(grades, scheme, thresholds, min_utility)
     pooled = pooled_judgements(runs, depth)
@@ -486,7 +406,7 @@ def student_scores(model_path: str, queries: Sequence[Query], corpus: Corpus, po
     Returns:
         ``(run, pool scores)``: ``{query_id: {passage_id: cosine}}`` for the top-``depth`` and for the pool.
     """
-    from uae.encoders import encode, load_encoder
+    from uae.retrieval.encoders import encode, load_encoder
 
     model = load_encoder(model_path, max_seq_length=max_seq_length)
     passages = encode(model, corpus.texts, batch_size, "encoding passages", progress)

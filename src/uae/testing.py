@@ -17,10 +17,11 @@ recovers; ``logprobs=False`` ignores ``echo``/``logprobs``/``prompt_logprobs``, 
 that cannot score prompts. Prompts are tokenised as the ``hf`` teacher does (BOS when the
 tokenizer has one, no other special tokens) and scored one at a time by a full forward pass.
 
-It lives in the package, not under ``tests/``, because the benchmark (``bench/labeling.py``)
-serves models with it too, and because it is a handy way to try the ``openai`` teacher by hand::
+It lives in the package (``uae.testing``, outside the product's namespaces), not under ``tests/``,
+because the benchmark (``bench/labeling.py``) serves models with it too, and because it is a handy
+way to try the ``openai`` teacher by hand::
 
-    python -m uae.teachers.testing_server /path/to/causal-lm --port 8000
+    python -m uae.testing /path/to/causal-lm --port 8000
     uae label DATA --teacher openai:http://127.0.0.1:8000/v1
 """
 
@@ -40,6 +41,8 @@ import torch
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
+
+from uae.teachers.causal_lm import bos_ids
 
 
 class CompletionRequest(BaseModel):
@@ -75,8 +78,7 @@ class _Scorer:
         self.tokenizer = AutoTokenizer.from_pretrained(tokenizer, local_files_only=Path(tokenizer).is_dir())
         self.model = AutoModelForCausalLM.from_pretrained(model_dir, local_files_only=local).eval()
         self.context = int(self.model.config.max_position_embeddings)
-        bos = self.tokenizer.bos_token_id
-        self.bos = [] if bos is None else [bos]
+        self.bos = bos_ids(self.tokenizer)
         self.lock = threading.Lock()
 
     def tokenize(self, text: str) -> tuple[list[int], list[str]]:
@@ -186,7 +188,7 @@ def create_app(model_dir: str, fail_first: int = 0, logprobs: bool = True, serve
             failing = state.requests <= fail_first
             state.failures += failing
         if failing:
-            return _error(503, "the server is warming up (testing_server fail_first)")
+            return _error(503, "the server is warming up (uae.testing fail_first)")
         if request.model not in (None, name):
             return _error(404, f"the model {request.model!r} does not exist; this server serves {name!r}")
         prompts = [request.prompt] if isinstance(request.prompt, str) else request.prompt
@@ -253,7 +255,7 @@ def serve(model_dir: str, host: str = "127.0.0.1", port: int = 0, **options: Any
 
 
 def main() -> None:
-    """``python -m uae.teachers.testing_server MODEL_DIR [--port N] [--fail-first N] [--no-logprobs]``."""
+    """``python -m uae.testing MODEL_DIR [--port N] [--fail-first N] [--no-logprobs]``."""
     import uvicorn
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])

@@ -7,7 +7,7 @@ and ``labels`` a ``(B, K)`` float tensor whose meaning each loss names in ``labe
 
 - ``"distribution"``: the target ``p*`` over the pool. A row sums to 1, or to a weight ``w`` in
   ``(0, 1]`` for a query the target rules down-weight (the loss of that row is then ``w`` times
-  its cross-entropy against ``p* / w``; see ``uae.targets``);
+  its cross-entropy against ``p* / w``; see ``uae.targets.distributions``);
 - ``"gold"``: a mark (any value > 0) on each gold passage of the pool; the positive mass is spread
   evenly over the marked passages (multi-positive InfoNCE);
 - ``"utility"``: the raw utilities of the pool passages.
@@ -33,6 +33,8 @@ import torch
 import torch.nn.functional as F
 from sentence_transformers.base.losses.merged_forward import embed_columns
 from torch import Tensor, nn
+
+from uae.errors import NonFiniteLoss
 
 LabelKind = Literal["distribution", "gold", "utility"]
 
@@ -397,10 +399,6 @@ class PoolLoss(nn.Module):
         return {"tau_s": self.tau_s}
 
 
-class NonFiniteLoss(ArithmeticError):
-    """A training loss came out NaN or infinite: training stops and no model is saved."""
-
-
 class UtilityModulatedInfoNCE(PoolLoss):
     """Cross-entropy of the student against the utility distribution ``p*``.
 
@@ -606,3 +604,8 @@ LOSSES: dict[str, type[PoolLoss]] = {
     "margin_mse": UtilityMarginMSE,
 }
 """Loss name (as written in configs) -> class; each class's ``label_kind`` says what labels it needs."""
+
+
+def label_kind_of(loss_name: str) -> str:
+    """What the loss needs in its labels: ``distribution``, ``utility`` or ``gold``."""
+    return LOSSES[loss_name].label_kind

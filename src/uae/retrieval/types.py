@@ -14,7 +14,7 @@ class Hit(NamedTuple):
 
 
 Run = dict[str, dict[str, float]]
-"""``{query_id: {passage_id: score}}``, the shape metrics and TREC export take."""
+"""``{query_id: {passage_id: score}}``; a higher score ranks a passage higher. The shape metrics and TREC export take."""
 
 
 def hits_to_run(query_ids: Sequence[str], hits: Sequence[Sequence[Hit]]) -> Run:
