@@ -124,3 +124,111 @@ def build_tiny_encoder(path: Path, seed: int = 0) -> Path:
 def tiny_encoder_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A saved 2-layer, 32-wide random BERT sentence encoder with the MiniLM tokenizer."""
     return build_tiny_encoder(tmp_path_factory.mktemp("tiny_encoder"))
+
+
+# ---- byte-level BPE tokenizers and tiny GPT-2-, Llama-, Qwen2-shaped models built with them ----------
+
+BPE_CORPUS = [
+    "Context: the eiffel tower is a wrought iron lattice tower in Paris, France.\nQuestion: where is the eiffel tower?\nAnswer: in Paris",
+    "Question: who wrote hamlet?\nAnswer: William Shakespeare wrote Hamlet around 1600.",
+    "the river, the stone bridge and the old harbour of the town; the market by the castle tower.",
+    "The forest valley holds a mill. What does the tower of town 3 say? It says value3 and more.",
+    "Arithmetic: two plus two is four (4). Name a colour: blue, green or red!",
+    "Numbers 0123456789 and symbols %$#@&*()[]{}<>=+-_/\\|~^`'\" are bytes too.",
+]
+BPE_SHAPES = ("gpt2", "llama", "qwen2")
+"""The shapes every test over real tokenisers runs on: GPT-2 (BOS = EOS, never added by the tokenizer),
+Llama (a real ``<s>`` BOS its post-processor adds) and Qwen2 (no BOS at all)."""
+SLIDING_SHAPES = ("mistral_sliding", "qwen2_sliding", "gemma2_softcap")
+"""Shapes with sliding-window attention (window 16) and, for Gemma-2, soft-capped attention and logits."""
+
+
+def train_bpe_tokenizer(vocab_size: int = 512):
+    """A byte-level BPE ``tokenizers.Tokenizer`` trained on :data:`BPE_CORPUS` (a few milliseconds)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=1, show_progress=False,
+                                  special_tokens=["<s>", "</s>", "<pad>", "<|endoftext|>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tokenizer.train_from_iterator(BPE_CORPUS * 4, trainer)
+    return tokenizer
+
+
+def bpe_tokenizer(kind: str):
+    """A ``PreTrainedTokenizerFast`` over a fresh :func:`train_bpe_tokenizer`, special tokens as the real ``kind`` has them.
+
+    ``gpt2``: ``<|endoftext|>`` as BOS and EOS, never added by the tokenizer; ``llama``: ``<s>`` BOS
+    added by the post-processor, ``</s>`` EOS; ``qwen2``: no BOS, ``<|endoftext|>`` EOS.
+    """
+    from tokenizers import processors
+    from transformers import PreTrainedTokenizerFast
+
+    backend = train_bpe_tokenizer()
+    if kind == "llama":
+        backend.post_processor = processors.TemplateProcessing(single="<s> $A", pair="<s> $A <s> $B",
+                                                               special_tokens=[("<s>", backend.token_to_id("<s>"))])
+        return PreTrainedTokenizerFast(tokenizer_object=backend, bos_token="<s>", eos_token="</s>", pad_token="<pad>")
+    if kind == "gpt2":
+        return PreTrainedTokenizerFast(tokenizer_object=backend, bos_token="<|endoftext|>", eos_token="<|endoftext|>",
+                                       pad_token="<pad>")
+    return PreTrainedTokenizerFast(tokenizer_object=backend, eos_token="<|endoftext|>", pad_token="<pad>")
+
+
+def bpe_model_config(shape: str, vocab_size: int, context: int, tokenizer):
+    """The config of a 2-layer, 64-wide model of ``shape`` (:data:`BPE_SHAPES`, :data:`SLIDING_SHAPES`)."""
+    import transformers
+
+    ids = {"vocab_size": vocab_size, "bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id,
+           "pad_token_id": tokenizer.pad_token_id}
+    if shape == "gpt2":
+        return transformers.GPT2Config(n_layer=2, n_head=4, n_embd=64, n_positions=context, **ids)
+    body = {"num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "hidden_size": 64,
+            "intermediate_size": 128, "max_position_embeddings": context, **ids}
+    if shape == "llama":
+        return transformers.LlamaConfig(**body)
+    if shape == "qwen2":
+        return transformers.Qwen2Config(**body, tie_word_embeddings=True)
+    if shape == "qwen2_sliding":
+        return transformers.Qwen2Config(**body, use_sliding_window=True, sliding_window=16, max_window_layers=1)
+    if shape == "mistral_sliding":
+        return transformers.MistralConfig(**body, sliding_window=16)
+    if shape == "gemma2_softcap":
+        return transformers.Gemma2Config(**body, head_dim=16, sliding_window=16, attn_logit_softcapping=50.0,
+                                         final_logit_softcapping=30.0)
+    raise ValueError(f"unknown shape {shape!r}")
+
+
+def build_bpe_lm(path: Path, shape: str, context: int = 256, seed: int = 0) -> Path:
+    """Save a random model of ``shape`` with a byte-level BPE tokenizer shaped like the real one's, to ``path``."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    kind = {"gpt2": "gpt2", "qwen2": "qwen2", "qwen2_sliding": "qwen2"}.get(shape, "llama")
+    tokenizer = bpe_tokenizer(kind)
+    config = bpe_model_config(shape, len(tokenizer), context, tokenizer)
+    torch.manual_seed(seed)
+    AutoModelForCausalLM.from_config(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def bpe_lm_builder(tmp_path_factory: pytest.TempPathFactory):
+    """``bpe_lm_builder(shape, context=256)``: a saved tiny random model with a BPE tokenizer, built once per session."""
+    built: dict[tuple[str, int], Path] = {}
+
+    def build(shape: str, context: int = 256) -> Path:
+        if (shape, context) not in built:
+            built[shape, context] = build_bpe_lm(tmp_path_factory.mktemp(f"bpe_{shape}_{context}"), shape, context)
+        return built[shape, context]
+
+    return build
+
+
+@pytest.fixture(scope="session", params=BPE_SHAPES)
+def bpe_lm_dir(request: pytest.FixtureRequest, bpe_lm_builder) -> Path:
+    """A tiny random GPT-2-, Llama- or Qwen2-shaped model with a byte-level BPE tokenizer (context 256)."""
+    return bpe_lm_builder(request.param)

@@ -3,24 +3,32 @@
 ``load_teacher(spec)`` builds one from a short spec string:
 
 - ``dirichlet`` or ``dirichlet:mu=500``: the offline Dirichlet document LM (default)
-- ``hf:<model-or-path>``: a transformers causal LM
+- ``hf:<model-or-path>`` or ``hf:<model>,prefix_reuse=false,batch_tokens=8192``: a transformers causal LM
+  (passage-prefix reuse on by default; see :mod:`uae.teachers.hf`)
 - ``openai:<base_url>`` or ``openai:<base_url>,model=NAME,concurrency=16``: an OpenAI-compatible
   completions server (vLLM, SGLang, llama.cpp) through prompt log-probs
-- ``vllm:<model-or-path>``: the vLLM engine (``pip install 'uae[vllm]'``)
+- ``vllm:<model-or-path>`` or ``vllm:<model>,tensor_parallel_size=2``: the vLLM engine
+  (``pip install 'uae[vllm]'``), with automatic prefix caching
 
-Modules: ``base`` (the protocol), ``causal_lm`` (the transformers causal LM that the hf teacher,
+Options are checked: a name the teacher does not take (``dirichlet:foo=1``) is refused, and text
+values are converted to the type of the parameter's default.
+
+Modules: ``base`` (the protocol), ``prefix`` (which requests share a prompt prefix), ``causal_lm`` (the transformers causal LM that the hf teacher,
 the LM re-rankers and the HF reader share), ``dirichlet``, ``hf``, ``openai`` (with the
 OpenAI-compatible client the OpenAI reader uses too), ``vllm``.
 """
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from uae.teachers.base import NLLRequest, NLLResult, PromptTemplates, Teacher
 from uae.teachers.dirichlet import DirichletTeacher
 
-__all__ = ["NLLRequest", "NLLResult", "PromptTemplates", "Teacher", "DirichletTeacher", "load_teacher", "parse_spec_options"]
+__all__ = ["NLLRequest", "NLLResult", "PromptTemplates", "Teacher", "DirichletTeacher", "checked_options", "load_teacher", "parse_spec_options"]
 
 
 def parse_spec_options(text: str) -> dict[str, str]:
@@ -34,31 +42,90 @@ def parse_spec_options(text: str) -> dict[str, str]:
     return options
 
 
+def _split_model(kind: str, rest: str) -> tuple[str, dict[str, str]]:
+    """``MODEL`` and the options of ``MODEL,key=value,...`` (a folder whose name holds a comma stays whole)."""
+    if "," not in rest or Path(rest).exists():
+        return rest, {}
+    model, _, tail = rest.partition(",")
+    return model, parse_spec_options(tail)
+
+
+def _bool(value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"expected true or false, got {value!r}")
+
+
+def checked_options(kind: str, constructors: Sequence[Callable[..., Any]], options: dict[str, Any],
+                    skip: Sequence[str] = ()) -> dict[str, Any]:
+    """``options`` with each name checked against the constructors' parameters and text values converted.
+
+    A value given as text (from a spec string) is converted to the type of the parameter's default
+    (``bool``, ``int``, ``float``); other values pass as they are.
+
+    Raises:
+        ValueError: an option no constructor takes, or a value that does not convert.
+    """
+    parameters: dict[str, inspect.Parameter] = {}
+    for constructor in constructors:
+        for name, parameter in inspect.signature(constructor).parameters.items():
+            if name not in ("self", *skip) and parameter.kind not in (parameter.VAR_KEYWORD, parameter.VAR_POSITIONAL):
+                parameters.setdefault(name, parameter)
+    checked = {}
+    for name, value in options.items():
+        if name not in parameters:
+            raise ValueError(f"unknown option {name!r} for the {kind} teacher; it takes {', '.join(sorted(parameters))}")
+        default = parameters[name].default
+        if isinstance(value, str) and isinstance(default, (bool, int, float)) and default is not None:
+            converter = _bool if isinstance(default, bool) else type(default)
+            try:
+                value = converter(value)
+            except ValueError as err:
+                raise ValueError(f"option {name}={value!r} of the {kind} teacher: expected a {type(default).__name__} ({err})") from None
+        checked[name] = value
+    return checked
+
+
 def load_teacher(spec: str, templates: PromptTemplates | None = None, **options: Any) -> Teacher:
-    """Build a teacher from ``spec`` (see the module docstring); ``options`` go to its constructor."""
+    """Build a teacher from ``spec`` (see the module docstring); ``options`` go to its constructor.
+
+    Raises:
+        ValueError: an unknown teacher, an option the teacher does not take, or a model that cannot score.
+    """
     kind, _, rest = spec.partition(":")
     if kind == "dirichlet":
-        parsed = parse_spec_options(rest)
-        return DirichletTeacher(mu=float(parsed.get("mu", options.get("mu", 1000.0))))
+        parsed = checked_options("dirichlet", [DirichletTeacher.__init__], {**options, **parse_spec_options(rest)})
+        return DirichletTeacher(**parsed)
     if kind == "hf":
-        if not rest:
+        model, parsed = _split_model(kind, rest)
+        if not model:
             raise ValueError("the hf teacher needs a model, e.g. hf:Qwen/Qwen2.5-0.5B or hf:/path/to/model")
+        from uae.teachers.causal_lm import CausalLM
         from uae.teachers.hf import HFTeacher
 
-        return HFTeacher(rest, templates=templates or PromptTemplates(), **options)
+        checked = checked_options("hf", [HFTeacher.__init__, CausalLM.__init__], {**options, **parsed},
+                                  skip=("model_name_or_path", "templates"))
+        return HFTeacher(model, templates=templates or PromptTemplates(), **checked)
     if kind == "openai":
         url, _, text = rest.partition(",")
         if not url:
             raise ValueError("the openai teacher needs a server, e.g. openai:http://localhost:8000/v1")
         from uae.teachers.openai import OpenAICompatTeacher
 
-        return OpenAICompatTeacher(url, templates=templates or PromptTemplates(), **{**parse_spec_options(text), **options})
+        checked = checked_options("openai", [OpenAICompatTeacher.__init__], {**options, **parse_spec_options(text)},
+                                  skip=("base_url", "templates"))
+        return OpenAICompatTeacher(url, templates=templates or PromptTemplates(), **checked)
     if kind == "vllm":
-        if not rest:
+        model, parsed = _split_model(kind, rest)
+        if not model:
             raise ValueError("the vllm teacher needs a model, e.g. vllm:Qwen/Qwen2.5-7B-Instruct")
         from uae.teachers.vllm import VLLMTeacher
 
-        return VLLMTeacher(rest, templates=templates or PromptTemplates(), **options)
+        # engine options beyond the named ones go to vllm.LLM, which checks them itself
+        return VLLMTeacher(model, templates=templates or PromptTemplates(), **{**options, **parsed})
     raise ValueError(
         f"unknown teacher {spec!r}; expected 'dirichlet', 'dirichlet:mu=N', 'hf:<model>', 'openai:<base_url>' or 'vllm:<model>'"
     )

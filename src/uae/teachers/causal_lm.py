@@ -19,6 +19,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -187,6 +188,69 @@ class PromptEncoder:
         return [self.tokenizer.decode(ids[:k]) for k in range(1, len(ids) + 1)]
 
 
+class PrefixReuseUnsupported(RuntimeError):
+    """A prefix's key/value cache cannot be reused exactly for this model; the message says why."""
+
+
+REUSABLE_CACHE_LAYERS = ("DynamicLayer", "DynamicSlidingWindowLayer")
+"""Cache layers that concatenate keys and values (sliding ones keep their window and offset), so
+that ``deepcopy`` + ``batch_repeat_interleave`` + a right-padded continuation gives exact results."""
+
+
+def cache_keyword(module: Any) -> str | None:
+    """The keyword ``module.forward`` takes a key/value cache under: ``cache`` (transformers >= 5.x),
+    ``past_key_values`` (before), or ``None``."""
+    parameters = inspect.signature(module.forward).parameters
+    return next((name for name in ("cache", "past_key_values") if name in parameters), None)
+
+
+def check_reusable_cache(cache: Any) -> None:
+    """Raise :class:`PrefixReuseUnsupported` unless every layer of ``cache`` is one of :data:`REUSABLE_CACHE_LAYERS`."""
+    layers = getattr(cache, "layers", None)
+    if cache is None or layers is None:
+        kind = "no cache" if cache is None else f"a {type(cache).__name__} without per-layer classes"
+        raise PrefixReuseUnsupported(f"the model returned {kind} (transformers >= 4.56 builds reusable ones)")
+    if not hasattr(cache, "batch_repeat_interleave"):
+        raise PrefixReuseUnsupported(f"its {type(cache).__name__} cannot be repeated over a batch")
+    kinds = sorted({type(layer).__name__ for layer in layers} - set(REUSABLE_CACHE_LAYERS))
+    if kinds:
+        raise PrefixReuseUnsupported(f"its cache holds {', '.join(kinds)} layers (only full and sliding-window "
+                                     f"attention layers are reused exactly)")
+
+
+def load_causal_lm(model_name_or_path: str, dtype: torch.dtype) -> Any:
+    """``AutoModelForCausalLM.from_pretrained``, refusing a checkpoint that is no causal LM or lacks weights.
+
+    A checkpoint without trained LM-head weights (an encoder such as the packaged MiniLM) would
+    load with a randomly initialised head and score noise, so any weight the checkpoint lacks is
+    an error that names it.
+
+    Raises:
+        ValueError: transformers has no causal LM for the checkpoint's type, or weights are missing.
+    """
+    from transformers import AutoModelForCausalLM
+
+    try:
+        model, info = AutoModelForCausalLM.from_pretrained(
+            model_name_or_path, local_files_only=Path(model_name_or_path).is_dir(), output_loading_info=True,
+            **_dtype_kwarg(dtype),
+        )
+    except ValueError as err:
+        if "Unrecognized configuration class" not in str(err):
+            raise
+        raise ValueError(f"{model_name_or_path} is not a causal language model that transformers can load "
+                         f"(AutoModelForCausalLM: {str(err).splitlines()[0]})") from None
+    missing = sorted(info.get("missing_keys") or [])
+    if missing:
+        raise ValueError(
+            f"{model_name_or_path} is not a complete causal language model: {len(missing)} weight(s) are missing from the "
+            f"checkpoint and would be random ({', '.join(missing[:4])}{', ...' if len(missing) > 4 else ''}); "
+            f"is it an encoder (architectures {getattr(model.config, 'architectures', None)})? A teacher needs a "
+            f"decoder-only LM such as Qwen2, Llama or GPT-2"
+        )
+    return model
+
+
 class CausalLM:
     """A transformers causal LM (GPT-2, Llama, Qwen2, Mistral, ...) and its tokenizer.
 
@@ -217,7 +281,7 @@ class CausalLM:
         tokenizer: str | None = None,
         full_logits: bool = False,
     ) -> None:
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoTokenizer
 
         self.model_name_or_path = model_name_or_path
         self.tokenizer_name_or_path = tokenizer or model_name_or_path
@@ -227,16 +291,16 @@ class CausalLM:
         self.tokenizer = AutoTokenizer.from_pretrained(
             self.tokenizer_name_or_path, local_files_only=Path(self.tokenizer_name_or_path).is_dir()
         )
-        self.model = AutoModelForCausalLM.from_pretrained(
-            model_name_or_path, local_files_only=Path(model_name_or_path).is_dir(), **_dtype_kwarg(self.dtype)
-        )
+        self.model = load_causal_lm(model_name_or_path, self.dtype)
         self.model.to(self.device).eval()
         self.max_length = int(max_length) if max_length is not None else self._context_length()
         self.bos = bos_ids(self.tokenizer)
         self.pad_id = next(
             (i for i in (self.tokenizer.pad_token_id, self.tokenizer.eos_token_id) if i is not None), 0
         )
+        self._refuse_non_causal()
         self.answer_only = not full_logits and self._head_reproduces_logits()
+        self.cache_argument = cache_keyword(self.model.base_model)
 
     def _context_length(self) -> int:
         length = getattr(self.model.config, "max_position_embeddings", None)
@@ -255,10 +319,43 @@ class CausalLM:
 
     # ---- the forward pass in two halves ---------------------------------------------------------
 
-    def hidden_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """The backbone's last hidden states, ``(rows, positions, hidden)``."""
-        output = self.model.base_model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
+    def hidden_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, after: Any = None) -> torch.Tensor:
+        """The backbone's last hidden states, ``(rows, positions, hidden)``.
+
+        Args:
+            input_ids: Right-padded token ids.
+            attention_mask: Their mask; with ``after``, it spans the cached prefix too.
+            after: A key/value cache of a prefix (:meth:`prefix_cache`, repeated to the rows); the
+                ids then continue it, at positions ``prefix + 0, 1, ...``. The cache is extended in place.
+        """
+        output = self.model.base_model(input_ids=input_ids, attention_mask=attention_mask, **self._cache_kwargs(input_ids, after))
         return output.last_hidden_state
+
+    def _cache_kwargs(self, input_ids: torch.Tensor, after: Any) -> dict[str, Any]:
+        """``use_cache=False``, or the cache under the keyword this transformers version takes, with explicit positions."""
+        if after is None:
+            return {"use_cache": False}
+        if self.cache_argument is None:
+            raise PrefixReuseUnsupported("the model's forward takes no key/value cache")
+        start = after.get_seq_length()
+        positions = torch.arange(start, start + input_ids.shape[1], device=input_ids.device).expand(input_ids.shape)
+        return {self.cache_argument: after, "position_ids": positions, "use_cache": True}
+
+    @torch.inference_mode()
+    def prefix_cache(self, ids: Sequence[int]) -> Any:
+        """The key/value cache of one prefix (batch 1), after checking that every layer can be reused exactly.
+
+        Raises:
+            PrefixReuseUnsupported: the cache holds layers other than full or sliding-window
+                attention (linear attention, state-space or quantised layers), or none at all.
+        """
+        if self.cache_argument is None:
+            raise PrefixReuseUnsupported("the model's forward takes no key/value cache")
+        input_ids = torch.tensor([list(ids)], device=self.device)
+        output = self.model.base_model(input_ids=input_ids, attention_mask=torch.ones_like(input_ids), use_cache=True)
+        cache = getattr(output, "cache", None) if self.cache_argument == "cache" else getattr(output, "past_key_values", None)
+        check_reusable_cache(cache)
+        return cache
 
     def lm_head(self, hidden: torch.Tensor) -> torch.Tensor:
         """The LM head on some hidden states, in float32, with Gemma-2-style soft-capping if set."""
@@ -277,13 +374,17 @@ class CausalLM:
         return input_ids, attention_mask
 
     def target_log_probs(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, rows: torch.Tensor,
-                         positions: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """``log p(targets)`` predicted at ``(rows, positions)``; the head sees those positions only, when it can."""
+                         positions: torch.Tensor, targets: torch.Tensor, after: Any = None) -> torch.Tensor:
+        """``log p(targets)`` predicted at ``(rows, positions)``; the head sees those positions only, when it can.
+
+        ``after``: a prefix cache the ids continue (see :meth:`hidden_states`); ``positions`` then
+        count from the first continuation token.
+        """
         if self.answer_only:
-            hidden = self.hidden_states(input_ids, attention_mask)[rows, positions]
+            hidden = self.hidden_states(input_ids, attention_mask, after)[rows, positions]
             spans = [slice(i, i + HEAD_ROWS) for i in range(0, len(hidden), HEAD_ROWS)]
             return torch.cat([gather_log_probs(self.lm_head(hidden[span]), targets[span]) for span in spans])
-        logits = self.model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
+        logits = self.model(input_ids=input_ids, attention_mask=attention_mask, **self._cache_kwargs(input_ids, after)).logits
         return gather_log_probs(logits[rows, positions].float(), targets)
 
     @torch.inference_mode()
@@ -313,6 +414,22 @@ class CausalLM:
             return self.lm_head(self.hidden_states(input_ids, attention_mask)[rows, last])
         logits = self.model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
         return logits[rows, last].float()
+
+    @torch.inference_mode()
+    def _refuse_non_causal(self) -> None:
+        """Refuse a model whose prediction at a position depends on later tokens (an encoder loaded as a causal LM)."""
+        vocab = int(self.model.config.vocab_size)
+        ids = (torch.arange(8, device=self.device)[None] * 7 + 3) % vocab
+        changed = ids.clone()
+        changed[0, -1] = (changed[0, -1] + 1) % vocab
+        first, second = (self.model(input_ids=x, attention_mask=torch.ones_like(x), use_cache=False).logits[0, :-1].float()
+                         for x in (ids, changed))
+        if not torch.allclose(first, second, rtol=1e-3, atol=1e-3 * float(first.abs().max())):
+            raise ValueError(
+                f"{self.model_name_or_path} ({type(self.model).__name__}) is not a causal language model: its prediction at "
+                f"a position depends on later tokens (an encoder such as BERT); a teacher needs a decoder-only LM "
+                f"such as Qwen2, Llama or GPT-2"
+            )
 
     @torch.inference_mode()
     def _head_reproduces_logits(self) -> bool:
