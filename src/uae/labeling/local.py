@@ -1,7 +1,8 @@
 """Run a teacher over candidate pools in this process: answer NLLs with and without each passage.
 
 The job (parts, manifest, resumption, the final ``nlls.parquet``) is :class:`uae.labeling.jobs.LabelingJob`;
-this runner labels its pending parts one after the other. The no-passage NLL of each
+this runner labels its pending parts one after the other, each part's requests ordered so that
+those sharing a passage reach the teacher together (:mod:`uae.labeling.order`). The no-passage NLL of each
 (query, answer) is computed once and reused for every passage. Passages cut to fit the model's
 context are counted as ``truncated_passages``. The progress bar shows pairs/s and, for teachers
 that count the tokens they feed the model (an int attribute ``tokens_processed``), tokens/s.
@@ -19,9 +20,10 @@ from rich.text import Text
 
 from uae.data.schema import Corpus, Query
 from uae.data.tables import NLLRecord, Pools, nll_records_to_table
-from uae.labeling.jobs import LabelingJob, LabelingSummary, requests_for_query
+from uae.labeling.jobs import LabelingJob, LabelingSummary, part_requests
+from uae.labeling.order import sharing_chunks
 from uae.progress import progress_bar
-from uae.teachers.base import NLLRequest, Teacher
+from uae.teachers.base import NLLResult, Teacher
 
 
 def label_pools(
@@ -43,7 +45,8 @@ def label_pools(
         teacher: Any :class:`~uae.teachers.base.Teacher`.
         out_dir: Folder for parts, manifest and the final table.
         part_queries: Queries per part file (the unit of resumption).
-        chunk_requests: Requests per ``teacher.score`` call (the unit of progress).
+        chunk_requests: Requests per ``teacher.score`` call, about (the unit of progress; requests
+            sharing a passage stay in one call).
         progress: Show a progress bar.
     """
     job = LabelingJob.plan(queries, pools, corpus, out_dir, part_queries, teacher.describe())
@@ -57,6 +60,7 @@ def label_pools(
             job.write_part(n, nll_records_to_table(records))
     job.summary.seconds = time.perf_counter() - started
     job.summary.tokens = advance.tokens
+    job.summary.teacher_stats = teacher.stats()
     return job.finish()
 
 
@@ -97,23 +101,21 @@ def _tokens_seen(teacher: Teacher) -> int | None:
 
 def label_part(part: Sequence[Query], pools: Pools, corpus: Corpus, teacher: Teacher, chunk: int,
                advance: Callable[[int, int | None], None]) -> list[NLLRecord]:
-    """The NLL records of one part's queries, ``chunk`` requests per ``teacher.score`` call.
+    """The NLL records of one part's queries, in the canonical order (query by query).
 
+    The requests go to ``teacher.score`` in chunks of about ``chunk``, those sharing a passage side
+    by side and never split across chunks when they fit one (:func:`uae.labeling.order.sharing_chunks`).
     ``advance(pairs, tokens)`` is called after each call, with the tokens the teacher reports
     feeding the model in it (``None`` when it does not count them).
     """
-    requests: list[NLLRequest] = []
-    keys: list[tuple[str, str, int]] = []
-    for query in part:
-        query_requests, query_keys = requests_for_query(query, [c.passage_id for c in pools[query.id]], corpus)
-        requests += query_requests
-        keys += [(query.id, pid, answer_index) for pid, answer_index in query_keys]
-    records: list[NLLRecord] = []
-    for start in range(0, len(requests), chunk):
+    requests, keys = part_requests(part, pools, corpus)
+    results: list[NLLResult | None] = [None] * len(requests)
+    for indices in sharing_chunks(requests, chunk):
         before = _tokens_seen(teacher)
-        results = teacher.score(requests[start : start + chunk])
+        scored = teacher.score([requests[i] for i in indices])
         after = _tokens_seen(teacher)
-        for (qid, pid, answer_index), result in zip(keys[start : start + chunk], results):
-            records.append(NLLRecord(qid, pid, answer_index, result.nll, result.answer_tokens, result.truncated))
-        advance(len(results), None if before is None or after is None else after - before)
-    return records
+        for index, result in zip(indices, scored):
+            results[index] = result
+        advance(len(scored), None if before is None or after is None else after - before)
+    return [NLLRecord(qid, pid, answer_index, result.nll, result.answer_tokens, result.truncated)  # type: ignore[union-attr]
+            for (qid, pid, answer_index), result in zip(keys, results)]

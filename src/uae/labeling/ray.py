@@ -2,7 +2,8 @@
 
 The driver plans the job exactly as :func:`uae.labeling.local.label_pools` does
 (:class:`uae.labeling.jobs.LabelingJob`), checks the same manifest, and hands parts that are not on disk yet to a pool of Ray actors, one part at a time
-per actor; each actor loads the teacher once (``load_teacher(spec)``), labels a part and sends
+per actor (a part keeps the queries that share passages together, so a worker receives whole
+passage groups and its teacher can share each passage's work); each actor loads the teacher once (``load_teacher(spec)``), labels a part and sends
 its rows back; the driver writes ``parts/part-NNNNN.parquet`` (temporary name, then rename) and
 finally ``nlls.parquet``. So a job started serially can be finished on Ray and the other way
 round, a killed job loses only the parts in flight, and only the driver needs the output folder
@@ -66,6 +67,9 @@ class LabelWorker:
     def fit(self, corpus_texts: list[str]) -> None:
         self.teacher.fit(corpus_texts)
 
+    def stats(self) -> dict[str, Any]:
+        return self.teacher.stats()
+
     def label(self, number: int, part: list[Query], pools: Pools, passages: list[Passage], chunk: int) -> tuple[int, pa.Table, int | None]:
         """Part ``number``'s rows and the tokens its teacher reported (``None`` if it does not count)."""
         counter = ProgressCounter(lambda pairs, tokens: None)
@@ -128,11 +132,28 @@ def label_pools_ray(
             ray.get([actor.fit.remote(corpus_texts) for actor in actors])
             job.summary.tokens = _run_parts(ray, actors, job, pending, corpus, chunk_requests,
                                             f"labeling with {name} on {len(actors)} Ray workers", progress)
+            job.summary.teacher_stats = merge_stats(ray.get([actor.stats.remote() for actor in actors]))
         job.summary.seconds = time.perf_counter() - started
         return job.finish()
     finally:
         if started_here:
             ray.shutdown()
+
+
+def merge_stats(stats: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The workers' ``Teacher.stats()`` as one: numbers added up, nested dicts merged, other values kept when all agree."""
+    merged: dict[str, Any] = {}
+    for one in stats:
+        for key, value in one.items():
+            if key not in merged:
+                merged[key] = merge_stats([value]) if isinstance(value, dict) else value
+            elif isinstance(value, dict):
+                merged[key] = merge_stats([merged[key], value])
+            elif isinstance(value, (int, float)) and not isinstance(value, bool):
+                merged[key] += value
+            elif merged[key] != value:
+                merged[key] = "differs between workers"
+    return merged
 
 
 def _start_workers(ray: Any, spec: str, templates: PromptTemplates | None, options: dict[str, Any], workers: int | None,

@@ -59,12 +59,31 @@ def _bool(value: str) -> bool:
     raise ValueError(f"expected true or false, got {value!r}")
 
 
+def _literal(value: Any) -> Any:
+    """A spec's text value as the number or boolean it spells, else the text."""
+    if not isinstance(value, str):
+        return value
+    for convert in (int, float, _bool):
+        try:
+            return convert(value)
+        except ValueError:
+            continue
+    return value
+
+
 def checked_options(kind: str, constructors: Sequence[Callable[..., Any]], options: dict[str, Any],
-                    skip: Sequence[str] = ()) -> dict[str, Any]:
+                    skip: Sequence[str] = (), pass_unknown: bool = False) -> dict[str, Any]:
     """``options`` with each name checked against the constructors' parameters and text values converted.
 
     A value given as text (from a spec string) is converted to the type of the parameter's default
     (``bool``, ``int``, ``float``); other values pass as they are.
+
+    Args:
+        kind: The teacher's name, for messages.
+        constructors: The functions whose parameters are the options' names.
+        options: The options.
+        skip: Parameters that are no options (the model, the templates).
+        pass_unknown: Let other names through (converted as literals) for a callee that checks them itself.
 
     Raises:
         ValueError: an option no constructor takes, or a value that does not convert.
@@ -76,6 +95,9 @@ def checked_options(kind: str, constructors: Sequence[Callable[..., Any]], optio
                 parameters.setdefault(name, parameter)
     checked = {}
     for name, value in options.items():
+        if name not in parameters and pass_unknown:
+            checked[name] = _literal(value)
+            continue
         if name not in parameters:
             raise ValueError(f"unknown option {name!r} for the {kind} teacher; it takes {', '.join(sorted(parameters))}")
         default = parameters[name].default
@@ -125,7 +147,9 @@ def load_teacher(spec: str, templates: PromptTemplates | None = None, **options:
         from uae.teachers.vllm import VLLMTeacher
 
         # engine options beyond the named ones go to vllm.LLM, which checks them itself
-        return VLLMTeacher(model, templates=templates or PromptTemplates(), **{**options, **parsed})
+        checked = checked_options("vllm", [VLLMTeacher.__init__], {**options, **parsed}, skip=("model", "templates"),
+                                  pass_unknown=True)
+        return VLLMTeacher(model, templates=templates or PromptTemplates(), **checked)
     raise ValueError(
         f"unknown teacher {spec!r}; expected 'dirichlet', 'dirichlet:mu=N', 'hf:<model>', 'openai:<base_url>' or 'vllm:<model>'"
     )

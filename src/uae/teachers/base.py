@@ -78,3 +78,7 @@ class Teacher(ABC):
     def describe(self) -> dict[str, Any]:
         """What produced the labels, for model cards and reports."""
         return {"teacher": self.name}
+
+    def stats(self) -> dict[str, Any]:
+        """Counters of what the teacher did since it was built (how it saved work, what fell back); not part of any fingerprint."""
+        return {}

@@ -20,6 +20,11 @@ answer when it starts no more than ``len(gap + answer)`` characters before the p
 into the answer's first token). Whitespace-only tokens at the head of the answer are dropped,
 as the ``hf`` teacher drops them. A token that straddles the boundary counts as prompt.
 
+Order. Requests that share a prompt prefix (the same passage; :func:`uae.teachers.prefix.sharing_key`)
+are sent as a group: its first request alone, the others as soon as it is answered, ahead of the
+next group's, so a server with automatic prefix caching (vLLM, SGLang, llama.cpp) computes each
+passage once. The labeling planner already hands them over side by side.
+
 Reliability. Requests run ``concurrency`` at a time on a thread pool sharing one HTTP
 connection pool; each has a timeout, and 5xx / 429 replies and connection errors are retried
 with exponential backoff (``backoff * 2**attempt``, jittered, capped at ``max_backoff``).
@@ -40,7 +45,8 @@ import re
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -48,6 +54,7 @@ import httpx
 
 from uae.errors import PromptLogprobsUnavailable, TeacherServerError
 from uae.teachers.base import NLLRequest, NLLResult, PromptTemplates, Teacher
+from uae.teachers.prefix import sharing_groups
 
 MODES = ("echo", "prompt_logprobs")
 MAX_CUTS = 12
@@ -346,10 +353,39 @@ class OpenAICompatTeacher(Teacher):
         for index, request in enumerate(requests):
             if not request.answer.strip():
                 raise ValueError(f"request {index} (question {request.question!r}): the answer {request.answer!r} is empty")
+        groups = sharing_groups(requests)
+        results: list[NLLResult | None] = [None] * len(requests)
         if len(requests) <= 1 or self.concurrency <= 1:
-            return [self._score_one(i, r) for i, r in enumerate(requests)]
+            for index in (i for group in groups for i in group):
+                results[index] = self._score_one(index, requests[index])
+        else:
+            self._score_grouped(requests, groups, results)
+        return results  # type: ignore[return-value]
+
+    def _score_grouped(self, requests: Sequence[NLLRequest], groups: list[list[int]], results: list[NLLResult | None]) -> None:
+        """Send each sharing group's first request alone, and its other requests once that one is answered.
+
+        A server with automatic prefix caching (vLLM, SGLang, llama.cpp) caches a prompt's blocks
+        once they are computed, so requests sent while their passage is still being computed
+        cannot reuse it. Up to ``concurrency`` requests are in flight: the followers of answered
+        leaders first, then the next group's leader, so a group's requests arrive in a row.
+        """
+        waiting, ready = deque(groups), deque[int]()
         with ThreadPoolExecutor(max_workers=min(self.concurrency, len(requests))) as pool:
-            return list(pool.map(self._score_one, range(len(requests)), requests))
+            in_flight: dict[Future, tuple[int, list[int]]] = {}
+            while waiting or ready or in_flight:
+                while len(in_flight) < self.concurrency and (ready or waiting):
+                    if ready:
+                        index, followers = ready.popleft(), []
+                    else:
+                        group = waiting.popleft()
+                        index, followers = group[0], group[1:]
+                    in_flight[pool.submit(self._score_one, index, requests[index])] = (index, followers)
+                done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+                for future in done:
+                    index, followers = in_flight.pop(future)
+                    results[index] = future.result()
+                    ready.extend(followers)
 
     def _score_one(self, index: int, request: NLLRequest) -> NLLResult:
         response, passage, truncated = self.client.complete_fitting(

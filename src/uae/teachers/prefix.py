@@ -41,6 +41,14 @@ def sharing_key(request: NLLRequest) -> tuple[str, str]:
     return ("passage", request.passage)
 
 
+def sharing_groups(requests: Sequence[NLLRequest]) -> list[list[int]]:
+    """Indices of ``requests`` grouped by :func:`sharing_key`, groups in order of first appearance."""
+    groups: dict[tuple[str, str], list[int]] = {}
+    for index, request in enumerate(requests):
+        groups.setdefault(sharing_key(request), []).append(index)
+    return list(groups.values())
+
+
 def common_prefix_length(sequences: Sequence[Sequence[int]]) -> int:
     """Length of the longest common prefix of ``sequences`` (0 for none)."""
     if not sequences:
@@ -71,11 +79,8 @@ def prefix_groups(requests: Sequence[NLLRequest], encoded: Sequence[EncodedReque
         encoded: Their token ids (``encoded[i]`` belongs to ``requests[i]``).
         min_prefix_tokens: The shortest shared prefix worth a forward pass of its own.
     """
-    by_key: dict[tuple[str, str], list[int]] = {}
-    for index, request in enumerate(requests):
-        by_key.setdefault(sharing_key(request), []).append(index)
     groups, alone = [], []
-    for members in by_key.values():
+    for members in sharing_groups(requests):
         shared = common_prefix_length([encoded[i].ids for i in members])
         length = min(shared, min(encoded[i].answer_start for i in members) - 1)
         if len(members) >= 2 and length >= max(1, min_prefix_tokens):

@@ -7,6 +7,11 @@ end when the whole does not fit), and sent as token ids, so the answer's positio
 without any offset arithmetic; vLLM returns, for every prompt position, the log-prob of the
 prompt's own token (``SamplingParams(prompt_logprobs=1)``) and generates one token.
 
+Prefix caching. The engine starts with ``enable_prefix_caching=True``, and the requests that
+share a passage are sent so that the passage is computed once: each group's first request in one
+``generate`` call, the others in the next (:meth:`VLLMTeacher.waves`); the labeling planner already
+hands them over side by side.
+
 vLLM is an optional dependency: ``pip install 'uae[vllm]'`` (Linux with a CUDA GPU). Spec:
 ``vllm:<model-or-path>``, with engine options passed through (``tensor_parallel_size``,
 ``gpu_memory_utilization``, ``max_model_len``, ``dtype``, ...).
@@ -20,8 +25,11 @@ from typing import Any
 from uae.errors import import_optional
 from uae.teachers.base import NLLRequest, NLLResult, PromptTemplates, Teacher
 from uae.teachers.causal_lm import PromptEncoder
+from uae.teachers.prefix import sharing_groups
 
 INSTALL_HINT = "the vllm teacher needs vLLM: pip install 'uae[vllm]' (Linux with a CUDA GPU)"
+PREFIX_WINDOW = 64
+"""Sharing groups sent per pair of ``generate`` calls (their prefixes stay in vLLM's cache in between)."""
 
 
 def import_vllm() -> Any:
@@ -40,6 +48,9 @@ class VLLMTeacher(Teacher):
         tensor_parallel_size: GPUs per model replica.
         gpu_memory_utilization: Share of GPU memory vLLM may use.
         tokenizer: A separate tokenizer name or folder; defaults to the model's.
+        enable_prefix_caching: vLLM's automatic prefix caching, so that the requests of one passage
+            compute it once (on by default; the NLLs are the same).
+        prefix_window: Sharing groups per pair of ``generate`` calls (see :meth:`waves`).
         **engine_options: Further ``vllm.LLM`` arguments.
     """
 
@@ -52,9 +63,12 @@ class VLLMTeacher(Teacher):
         tensor_parallel_size: int = 1,
         gpu_memory_utilization: float = 0.9,
         tokenizer: str | None = None,
+        enable_prefix_caching: bool = True,
+        prefix_window: int = PREFIX_WINDOW,
         **engine_options: Any,
     ) -> None:
         vllm = import_vllm()
+        self.prefix_window = int(prefix_window)
         self.model_name_or_path = model
         self.templates = templates
         self.name = f"vllm:{model}"
@@ -66,6 +80,7 @@ class VLLMTeacher(Teacher):
             tensor_parallel_size=int(tensor_parallel_size),
             gpu_memory_utilization=float(gpu_memory_utilization),
             max_model_len=None if max_model_len is None else int(max_model_len),
+            enable_prefix_caching=bool(enable_prefix_caching),
             **engine_options,
         )
         self._sampling = vllm.SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=1)
@@ -94,15 +109,34 @@ class VLLMTeacher(Teacher):
         Raises:
             ValueError: An answer has no tokens, or a question and its answer alone exceed the context.
         """
+        encoded = [self.prompts.encode(i, request) for i, request in enumerate(requests)]
+        results: list[NLLResult | None] = [None] * len(encoded)
+        for wave in self.waves(requests):
+            for index, output in zip(wave, self._generate([encoded[i].ids for i in wave])):
+                item = encoded[index]
+                positions = range(item.answer_start, len(item.ids))
+                log_probs = [output.prompt_logprobs[p][item.ids[p]].logprob for p in positions]
+                results[index] = NLLResult(-sum(log_probs) / len(log_probs), len(log_probs), item.truncated)
+                self.tokens_processed += len(item.ids)
+        return results  # type: ignore[return-value]
+
+    def waves(self, requests: Sequence[NLLRequest]) -> list[list[int]]:
+        """The ``generate`` calls, as request indices: per window of sharing groups, their first requests, then the rest.
+
+        vLLM's automatic prefix caching reuses the blocks of a prompt once they are computed, so a
+        group's first request (its passage) goes in one call and the others in the next, within a
+        window of :attr:`prefix_window` groups whose prefixes the cache easily holds.
+        """
+        groups = sharing_groups(requests)
+        waves = []
+        for start in range(0, len(groups), self.prefix_window):
+            window = groups[start : start + self.prefix_window]
+            waves.append([group[0] for group in window])
+            if followers := [i for group in window for i in group[1:]]:
+                waves.append(followers)
+        return waves
+
+    def _generate(self, prompts: list[list[int]]) -> list[Any]:
         from vllm.inputs import TokensPrompt
 
-        encoded = [self.prompts.encode(i, request) for i, request in enumerate(requests)]
-        prompts = [TokensPrompt(prompt_token_ids=item.ids) for item in encoded]
-        outputs = self.llm.generate(prompts, self._sampling, use_tqdm=False)
-        results = []
-        for item, output in zip(encoded, outputs):
-            positions = range(item.answer_start, len(item.ids))
-            log_probs = [output.prompt_logprobs[p][item.ids[p]].logprob for p in positions]
-            results.append(NLLResult(-sum(log_probs) / len(log_probs), len(log_probs), item.truncated))
-            self.tokens_processed += len(item.ids)
-        return results
+        return self.llm.generate([TokensPrompt(prompt_token_ids=ids) for ids in prompts], self._sampling, use_tqdm=False)

@@ -1,0 +1,96 @@
+"""The order of labeling work: queries that share passages in the same part, requests of a passage side by side.
+
+Every (query, pooled passage, answer) pair puts the passage first in its prompt, and one passage
+sits in many pools (every question of a document draws its pool from that document in scoped
+retrieval; collection-wide pools overlap too). A teacher can only share the work of a passage
+between requests it sees together, so:
+
+- :func:`cut_parts` orders the queries by the passages they share (a breadth-first walk of the
+  query-passage graph, seeded in input order) and cuts them into parts of at most
+  ``part_queries`` queries that keep whole connected groups of queries where they fit: a group
+  that fits the current part joins it, one that does not starts a new part, and one larger than
+  a part is cut in walk order;
+- :func:`sharing_chunks` orders a part's requests (:func:`uae.labeling.jobs.part_requests`) for the teacher: the requests that share a prompt prefix
+  (:func:`uae.teachers.prefix.sharing_key`: the passage, or the question when there is none) side
+  by side, in chunks of about ``chunk`` requests that never split such a group unless it is
+  larger than a chunk on its own.
+
+The hf teacher runs each shared passage once per chunk; an ``openai:`` or ``vllm:`` teacher
+sends a group's requests together, so a server's prefix cache sees them in a row; a Ray worker
+gets whole parts, hence whole groups.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Sequence
+
+from uae.data.schema import Query
+from uae.data.tables import Pools
+from uae.teachers.base import NLLRequest
+from uae.teachers.prefix import sharing_groups
+
+
+def query_walk(queries: Sequence[Query], pools: Pools) -> list[list[Query]]:
+    """The connected groups of queries (linked by a shared pooled passage), each in breadth-first order.
+
+    Groups come in the order of their first query in ``queries``; within a group, the neighbours
+    of a query are visited in pool order, then input order, so the walk is deterministic.
+    """
+    by_passage: dict[str, list[int]] = {}
+    for i, query in enumerate(queries):
+        for candidate in pools[query.id]:
+            by_passage.setdefault(candidate.passage_id, []).append(i)
+    seen = [False] * len(queries)
+    groups = []
+    for seed in range(len(queries)):
+        if seen[seed]:
+            continue
+        seen[seed] = True
+        group, queue = [], deque([seed])
+        while queue:
+            current = queue.popleft()
+            group.append(queries[current])
+            for candidate in pools[queries[current].id]:
+                for neighbour in by_passage[candidate.passage_id]:
+                    if not seen[neighbour]:
+                        seen[neighbour] = True
+                        queue.append(neighbour)
+        groups.append(group)
+    return groups
+
+
+def cut_parts(queries: Sequence[Query], pools: Pools, part_queries: int) -> list[list[Query]]:
+    """Parts of at most ``part_queries`` queries that keep the queries sharing passages together (see the module docstring)."""
+    parts: list[list[Query]] = []
+    current: list[Query] = []
+    for group in query_walk(queries, pools):
+        if current and len(current) + len(group) > part_queries:
+            parts.append(current)
+            current = []
+        while len(group) > part_queries:
+            parts.append(group[:part_queries])
+            group = group[part_queries:]
+        current += group
+    if current:
+        parts.append(current)
+    return parts
+
+
+def sharing_chunks(requests: Sequence[NLLRequest], chunk: int) -> list[list[int]]:
+    """Indices of ``requests`` in chunks of about ``chunk``, requests sharing a prompt prefix side by side.
+
+    Groups (by :func:`~uae.teachers.prefix.sharing_key`) come in order of first appearance, each
+    whole; a chunk is closed before a group that would overflow it, and a group larger than
+    ``chunk`` is a chunk of its own.
+    """
+    chunks: list[list[int]] = []
+    current: list[int] = []
+    for members in sharing_groups(requests):
+        if current and len(current) + len(members) > chunk:
+            chunks.append(current)
+            current = []
+        current += members
+    if current:
+        chunks.append(current)
+    return chunks
