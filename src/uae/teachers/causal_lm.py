@@ -91,7 +91,10 @@ def encode_prompt_answer(tokenizer: Any, prefix: str, answer: str) -> tuple[list
     Whitespace that ends the prefix (``"Answer: "``) is moved to the front of the answer when the
     tokenizer merges it into the answer's first token (byte-level BPE: ``"ĠParis"``), so the
     answer is tokenised as the model would write it after the prompt. When the moved whitespace
-    would become a token of its own (SentencePiece with a dummy prefix), it is dropped instead.
+    would be a token of its own, the whole text decides: if the tokenizer writes it as a token of
+    its own in running text too (byte-level BPE before a digit, ``"Ġ"`` then ``"4"``), that token
+    ends the prompt, as an OpenAI-compatible server tokenising the whole text has it; if it is an
+    artefact of tokenising the answer alone (SentencePiece's dummy prefix), it is dropped.
 
     Returns:
         ``(prefix_ids, answer_ids)``; ``answer_ids`` is empty when the answer has no tokens.
@@ -102,9 +105,18 @@ def encode_prompt_answer(tokenizer: Any, prefix: str, answer: str) -> tuple[list
     if not answer.strip():
         return prefix_ids, []
     answer_ids = tokenizer(gap + answer, add_special_tokens=False)["input_ids"]
-    if gap and answer_ids and not tokenizer.decode(answer_ids[:1]).strip():
+    if gap and answer_ids and _is_blank(tokenizer, answer_ids[0]):
+        joint = tokenizer(stem + gap + answer, add_special_tokens=False)["input_ids"]
+        tail = joint[len(prefix_ids) :]
+        if joint[: len(prefix_ids)] == prefix_ids and tail and _is_blank(tokenizer, tail[0]):
+            blanks = next(i for i, token in enumerate(tail) if not _is_blank(tokenizer, token))
+            return prefix_ids + tail[:blanks], tail[blanks:]
         answer_ids = tokenizer(answer, add_special_tokens=False)["input_ids"]
     return prefix_ids, answer_ids
+
+
+def _is_blank(tokenizer: Any, token: int) -> bool:
+    return not tokenizer.decode([token]).strip()
 
 
 @dataclass(frozen=True)
