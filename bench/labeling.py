@@ -1,112 +1,223 @@
-"""Labeling throughput per teacher backend, and answer-only scoring against full-logits scoring.
+"""Labeling cost: pairs against unique passages per dataset, then the uncached hf path against passage-prefix reuse.
 
-Every backend labels the same pools with ``uae.labeling.local.label_pools`` in a fresh process (so
-peak memory is its own): ``hf`` scoring answer positions only (the default), ``hf`` forced to
-the full-logits path (the LM head over every position, as a plain ``model(...).logits`` does),
-and ``openai`` against ``uae.testing`` serving the same model on 127.0.0.1 (the
-server computes full logits per prompt, one prompt at a time, so this measures the client and
-protocol, not vLLM).
+    python bench/labeling.py --questions 100          # the view on five datasets, then the timing
+    python bench/labeling.py --quick --no-write       # the same code path in a few minutes
 
-The model is a Qwen2 architecture at random weights (speed does not depend on weight values):
-by default the Qwen2.5-0.5B shape (hidden 896, 24 layers, 14 heads, 2 KV heads, intermediate
-4864, vocab 151936, tied embeddings); ``--quick`` uses a small body and a 32000-entry vocabulary
-(the same code path in well under two minutes; its ratio is not the headline figure).
-Text is real-looking (passages of the synthetic quickstart set, ``--join`` of them per passage)
-tokenised with the packaged MiniLM tokenizer, passed to every backend as a separate tokenizer
-(a model folder of type qwen2 would make transformers load a Qwen2 tokenizer over BERT's vocab):
-its ids (< 30522) all lie inside the model's vocabulary, and the LM head still projects onto
-every entry of it.
+**1. The pair-versus-unique view** (``--datasets``; all five by default: SQuAD v1.1 scoped, QMSum
+scoped to the meeting, the QASPER sample, NQ/QED, PubMedQA from ``../shared/data``). Pools of 16
+are those ``bench/quality.py`` mined for its runs, ``RUNS/q-<name>/pools.parquet`` (``--runs``,
+default ``runs/``; 1,000 training questions, or all a dataset has), read beside the dataset loaded
+with the same options; a dataset without such a file (the QASPER sample has no quality run) is
+mined here with the same settings (BM25 and the base encoder fused, depth 100, gold included),
+over all its usable questions. Each prints: rows (every (question, passage or none, answer) the
+teacher scores), unique pooled passages, pools per passage, prompt tokens of all rows, and
 
-A pair is one scored (query, passage or none, answer) row; tokens are the prompt + answer
-tokens fed to the model, counted with the same tokenizer for every backend. Besides wall time,
-each backend's CPU time (user + system of its process, server included for ``openai``) is
-reported: on a machine shared with other work it is the steadier basis for the ratio. Peak
-memory is the process's peak resident set (``ru_maxrss``, model loading included) and the
-increase of the resident set while scoring (sampled every 5 ms).
+- the **bound**: tokens when every prefix shared by the rows of one passage (or one question)
+  anywhere in the job is fed once (:func:`uae.teachers.prefix.prefix_groups`, minimum 1 token);
+- **planned**: tokens the hf teacher feeds with the labeling planner's parts (64 queries at most)
+  and chunks (256 requests) and its default 16-token minimum: :func:`uae.labeling.label_pools` runs
+  with a teacher that only counts;
 
-    python bench/labeling.py --quick
+as reuse factors (tokens of all rows / tokens after sharing). Aim: planned >= 75% of the bound.
+
+**2. The timing**: ``--questions`` SQuAD-scoped questions of the view's pools (default 1,000, the
+job a user runs; the first in the planner's walk order, so whole documents: a passage sits in
+about as many pools as in the full job, which is printed beside it), the Qwen2.5-0.5B shape
+(hidden 896, 24 layers, 14 heads, 2 KV heads, intermediate 4864, vocab 151936, tied embeddings)
+at random weights (speed does not depend on weight values), float32 on the CPU. Every path labels
+the same requests with :func:`uae.labeling.label_pools` (library defaults: 64 queries per part, 256
+requests per call, ``--batch-tokens`` 4096) in a fresh process, so its peak memory is its own:
+``uncached`` (``hf:...,prefix_reuse=false``) and ``reuse`` (the default); ``full-logits`` and
+``openai`` (the in-package testing server) on request (``--paths``). Reported: wall and CPU seconds,
+rows/s, tokens/s (prompt + answer tokens of all rows per second, the same numerator for every
+path; and the tokens actually fed), peak RSS (``ru_maxrss``, model loading included), the RSS
+increase while scoring, and the largest NLL difference against the first path. Aim: reuse >= 4x
+the rows/s of uncached, NLLs within 1e-4, and the measured ratio beside the token bound.
+
+Text is tokenised with the packaged MiniLM (WordPiece) tokenizer unless ``--tokenizer`` names
+another (a real Qwen2 tokenizer folder, if you have one): its ids (< 30522) lie inside the model's
+vocabulary, and the LM head still projects onto every entry of it. A full-size timing takes hours
+on 2 CPU cores (the uncached path most of it): ``--questions`` sizes it. ``--quick`` uses a small
+model body, 6 questions and 80 questions per dataset in the view.
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import os
-import random
 import resource
+import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
-
-from common import command_line, machine  # noqa: E402  (bench/ is on sys.path when a script runs)
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")  # not the tokenizer's 512-token notice for every long prompt
 
-ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import ROOT, SHARED_DATA, append_benchmarks, command_line, describe_machine, machine, result_line, section_heading  # noqa: E402
+
 FULL = {"hidden_size": 896, "num_hidden_layers": 24, "num_attention_heads": 14, "num_key_value_heads": 2,
         "intermediate_size": 4864, "vocab_size": 151936}
 QUICK = {"hidden_size": 256, "num_hidden_layers": 4, "num_attention_heads": 4, "num_key_value_heads": 2,
          "intermediate_size": 1024, "vocab_size": 32000}
-BACKENDS = ("hf answer-only", "hf full-logits", "openai")
+PATHS = ("uncached", "reuse", "full-logits", "openai")
+CONTEXT = 4096
+"""The model's context in the timing and the view (a longer passage is cut, and counted)."""
+AIM_SPEEDUP, AIM_NLL, AIM_SHARE = 4.0, 1e-4, 0.75
 
 
-def tokenizer_path() -> str:
-    """The packaged MiniLM (WordPiece) tokenizer, used for the text of every backend."""
+@dataclass(frozen=True)
+class DatasetSpec:
+    """Where a dataset of the view comes from: its loader, files, options and quality run."""
+
+    title: str
+    loader: str
+    files: str
+    options: dict
+    run: str | None
+
+
+DATASETS = {
+    "squad": DatasetSpec("SQuAD v1.1, scoped", "squad-v1.1", "squad", {"scoped": True}, "q-squad"),
+    "qmsum": DatasetSpec("QMSum, scoped to the meeting", "qmsum", "qmsum", {}, "q-qmsum"),
+    "qasper": DatasetSpec("QASPER sample, scoped to the paper", "qasper", "qasper/qasper-hf-train-first10papers.jsonl", {}, None),
+    "nq": DatasetSpec("NQ/QED", "nq-qed", "nq_qed/qed-dev.jsonl", {}, "q-nq"),
+    "pubmedqa": DatasetSpec("PubMedQA", "pubmedqa", "pubmedqa", {}, "q-pubmedqa"),
+}
+
+
+def tokenizer_path(override: str | None = None) -> str:
+    """The tokenizer every path and the view use: ``override``, else the packaged MiniLM (WordPiece)."""
+    if override:
+        return override
     from uae.retrieval.encoders import packaged_minilm_path
 
     return str(packaged_minilm_path())
 
 
-def build_model(folder: Path, shape: dict) -> Path:
-    """Save a random-weight Qwen2 causal LM of ``shape`` (no tokenizer: see :func:`tokenizer_path`)."""
+# ---- 1. the pair-versus-unique view ----------------------------------------------------------
+
+
+def dataset_pools(spec: DatasetSpec, runs: Path, limit: int | None):
+    """``(corpus, queries, pools, source)``: the run's pools if there are some, else mined here (see the module docstring)."""
+    from uae.data.loaders import load
+    from uae.data.tables import read_pools
+
+    dataset = load(spec.loader, SHARED_DATA / spec.files, **spec.options).dataset
+    pools_file = runs / spec.run / "pools.parquet" if spec.run else None
+    if pools_file is not None and pools_file.is_file():
+        pools = read_pools(pools_file)
+        source = f"{pools_file} (mined by bench/quality.py)"
+    else:
+        pools = mine_all(dataset)
+        source = f"mined here over all {len(pools)} usable questions (BM25 + base encoder, depth 100, gold included)"
+    queries = [dataset.queries[qid] for qid in pools]
+    if limit is not None:
+        queries = queries[:limit]
+    return dataset.corpus, queries, {q.id: pools[q.id] for q in queries}, source
+
+
+def mine_all(dataset):
+    """Pools of 16 for every usable question of every split, as ``uae mine`` builds them."""
+    from uae.retrieval.mining import mine_pools
+    from uae.retrieval.retriever import Retriever
+
+    queries = {q.id: q for split in dataset.qrels for q in dataset.usable_queries(split)[0]}
+    retriever = Retriever.build("minilm", dataset.corpus)
+    return mine_pools(dataset, list(queries.values()), retriever, size=16, depth=100, include_gold=True, progress=False)
+
+
+class TokenCounter:
+    """A teacher that scores nothing: it counts the tokens the hf teacher would feed, uncached and with reuse."""
+
+    name = "token counter"
+
+    def __init__(self, tokenizer_name: str, min_prefix_tokens: int) -> None:
+        from transformers import AutoTokenizer
+
+        from uae.teachers.base import PromptTemplates
+        from uae.teachers.causal_lm import PromptEncoder
+
+        tokenizer = AutoTokenizer.from_pretrained(tokenizer_name, local_files_only=Path(tokenizer_name).is_dir())
+        self.encoder = PromptEncoder(tokenizer, PromptTemplates(), CONTEXT)
+        self.min_prefix_tokens = min_prefix_tokens
+        self.requests: list = []
+        self.encoded: list = []
+        self.planned = 0
+
+    def fit(self, passages) -> None:
+        pass
+
+    def stats(self) -> dict:
+        return {}
+
+    def describe(self) -> dict:
+        return {"teacher": self.name}
+
+    def score(self, requests):
+        from uae.teachers.base import NLLResult
+        from uae.teachers.prefix import fed_tokens, prefix_groups
+
+        encoded = [self.encoder.encode(i, r) for i, r in enumerate(requests)]
+        groups, _ = prefix_groups(requests, encoded, self.min_prefix_tokens)
+        self.planned += fed_tokens(encoded, groups)
+        self.requests += requests
+        self.encoded += encoded
+        return [NLLResult(0.0, len(e.ids) - e.answer_start, e.truncated) for e in encoded]
+
+
+def reuse_view(name: str, corpus, queries, pools, tokenizer_name: str) -> dict:
+    """The view's figures for one job (see the module docstring)."""
+    from uae.labeling import label_pools
+    from uae.teachers.hf import MIN_PREFIX_TOKENS
+    from uae.teachers.prefix import fed_tokens, prefix_groups
+
+    counter = TokenCounter(tokenizer_name, MIN_PREFIX_TOKENS)
+    with tempfile.TemporaryDirectory() as out:
+        summary = label_pools(queries, pools, corpus, counter, out, progress=False)
+    groups, _ = prefix_groups(counter.requests, counter.encoded, min_prefix_tokens=1)
+    total = sum(len(e.ids) for e in counter.encoded)
+    bound = fed_tokens(counter.encoded, groups)
+    per_passage = Counter(c.passage_id for q in queries for c in pools[q.id])
+    return {
+        "dataset": name, "questions": len(queries), "rows": len(counter.encoded), "unique_passages": len(per_passage),
+        "pools_per_passage": sum(per_passage.values()) / max(len(per_passage), 1), "tokens": total,
+        "tokens_per_row": total / max(len(counter.encoded), 1), "bound_tokens": bound, "planned_tokens": counter.planned,
+        "bound_factor": total / bound, "planned_factor": total / counter.planned,
+        "share_of_bound": (total / counter.planned) / (total / bound), "truncated": summary.truncated,
+    }
+
+
+# ---- 2. the timing ---------------------------------------------------------------------------
+
+
+def timing_job(corpus, queries, pools, n_questions: int):
+    """The first ``n_questions`` queries in the planner's walk order (whole documents), with their pools."""
+    from uae.labeling.order import query_walk
+
+    chosen = [q for group in query_walk(queries, pools) for q in group][:n_questions]
+    return corpus, chosen, {q.id: pools[q.id] for q in chosen}
+
+
+def build_model(folder: Path, shape: dict, tokenizer_name: str) -> Path:
+    """Save a random-weight Qwen2 causal LM of ``shape`` (no tokenizer: every path is given :func:`tokenizer_path`)."""
     import torch
     from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
 
-    tokenizer = AutoTokenizer.from_pretrained(tokenizer_path(), local_files_only=True)
-    config = Qwen2Config(**shape, max_position_embeddings=4096, tie_word_embeddings=True,
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_name, local_files_only=Path(tokenizer_name).is_dir())
+    config = Qwen2Config(**shape, max_position_embeddings=CONTEXT, tie_word_embeddings=True,
                          bos_token_id=None, eos_token_id=None, pad_token_id=tokenizer.pad_token_id)
     torch.manual_seed(0)
     Qwen2ForCausalLM(config).save_pretrained(folder)
     return folder
-
-
-def build_job(n_queries: int, pool_size: int, join: int, seed: int = 0):
-    """Queries of the quickstart set, each with a pool of passages made of ``join`` corpus passages."""
-    from uae.data.schema import Corpus, Passage
-    from uae.data.synthetic import make_quickstart_dataset
-    from uae.data.tables import Candidate
-
-    dataset = make_quickstart_dataset()
-    rng = random.Random(seed)
-    texts = dataset.corpus.texts
-    corpus = Corpus(Passage(f"b{i:04d}", " ".join(rng.sample(texts, join))) for i in range(n_queries * pool_size))
-    queries = list(dataset.queries.values())[:n_queries]
-    pools = {q.id: [Candidate(f"b{i * pool_size + j:04d}", 1.0, j == 0) for j in range(pool_size)]
-             for i, q in enumerate(queries)}
-    return corpus, queries, pools
-
-
-def count_tokens(corpus, queries, pools) -> int:
-    """Prompt + answer tokens of every request, tokenised as the hf teacher does."""
-    from transformers import AutoTokenizer
-
-    from uae.labeling.jobs import requests_for_query
-    from uae.teachers.base import PromptTemplates
-    from uae.teachers.causal_lm import encode_prompt_answer
-
-    tokenizer = AutoTokenizer.from_pretrained(tokenizer_path(), local_files_only=True)
-    bos = 0 if tokenizer.bos_token_id is None else 1
-    total = 0
-    for query in queries:
-        for request in requests_for_query(query, [c.passage_id for c in pools[query.id]], corpus)[0]:
-            prefix_ids, answer_ids = encode_prompt_answer(tokenizer, PromptTemplates().prefix(request.question, request.passage), request.answer)
-            total += bos + len(prefix_ids) + len(answer_ids)
-    return total
 
 
 class RssSampler:
@@ -134,43 +245,12 @@ class RssSampler:
         self._thread.join()
 
 
-def measure(backend: str, model_dir: str, job, batch_tokens: int, concurrency: int) -> dict:
-    """Label ``job`` with ``backend`` in this (fresh) process; time, memory and NLLs."""
-    import torch
+class PathTeacher:
+    """The teacher of one timed path, as a context manager (the openai one owns a server)."""
 
-    from uae.labeling import label_pools, read_labels
-    from uae.teachers.base import NLLRequest
-
-    corpus, queries, pools = job
-    warmup = [NLLRequest("what is this?", "a warm-up", corpus.texts[0])]
-    with tempfile.TemporaryDirectory() as out, _teacher(backend, model_dir, batch_tokens, concurrency) as teacher:
-        teacher.score(warmup)
-        with RssSampler() as rss:
-            started, cpu_started = time.perf_counter(), _cpu_seconds()
-            label_pools(queries, pools, corpus, teacher, out, part_queries=len(queries), progress=False)
-            seconds, cpu_seconds = time.perf_counter() - started, _cpu_seconds() - cpu_started
-        nlls = {(r.query_id, r.passage_id, r.answer_index): r.nll for r in read_labels(out)}
-    return {
-        "backend": backend,
-        "seconds": seconds,
-        "cpu_seconds": cpu_seconds,
-        "nlls": nlls,
-        "scoring_rss_increase_mib": (rss.peak - rss.start) / 2**20,
-        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "threads": torch.get_num_threads(),
-    }
-
-
-def _cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
-class _teacher:
-    """The teacher of ``backend`` as a context manager (the openai one owns a server)."""
-
-    def __init__(self, backend: str, model_dir: str, batch_tokens: int, concurrency: int):
-        self.backend, self.model_dir, self.batch_tokens, self.concurrency = backend, model_dir, batch_tokens, concurrency
+    def __init__(self, path: str, model_dir: str, tokenizer_name: str, batch_tokens: int, concurrency: int) -> None:
+        self.path, self.model_dir, self.tokenizer_name = path, model_dir, tokenizer_name
+        self.batch_tokens, self.concurrency = batch_tokens, concurrency
         self._server = None
 
     def __enter__(self):
@@ -178,14 +258,13 @@ class _teacher:
         from uae.teachers.openai import OpenAICompatTeacher
         from uae.testing import serve
 
-        if self.backend == "openai":
-            self._server = serve(self.model_dir, tokenizer=tokenizer_path())
-            running = self._server.__enter__()
-            return OpenAICompatTeacher(running.base_url, concurrency=self.concurrency)
-        full_logits = self.backend != "hf answer-only"
-        teacher = HFTeacher(self.model_dir, batch_tokens=self.batch_tokens, device="cpu", tokenizer=tokenizer_path(), full_logits=full_logits)
-        if teacher.answer_only == full_logits:
-            raise RuntimeError("the answer-only path is not available for this model; nothing to compare")
+        if self.path == "openai":
+            self._server = serve(self.model_dir, tokenizer=self.tokenizer_name)
+            return OpenAICompatTeacher(self._server.__enter__().base_url, concurrency=self.concurrency)
+        teacher = HFTeacher(self.model_dir, batch_tokens=self.batch_tokens, device="cpu", tokenizer=self.tokenizer_name,
+                            full_logits=self.path == "full-logits", prefix_reuse=self.path == "reuse")
+        if self.path == "reuse" and not teacher.reuse.enabled:
+            raise RuntimeError(f"prefix reuse is off for this model ({teacher.reuse.reason}); nothing to time")
         return teacher
 
     def __exit__(self, *exc: object) -> None:
@@ -193,96 +272,160 @@ class _teacher:
             self._server.__exit__(*exc)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description="Labeling throughput per backend; answer-only vs full-logits scoring.")
-    parser.add_argument("--quick", action="store_true", help="a smaller model body and fewer pairs (< 2 minutes)")
-    parser.add_argument("--queries", type=int, default=3, help="queries")
-    parser.add_argument("--pool-size", type=int, help="passages per query (default 4, quick 3)")
-    parser.add_argument("--join", type=int, help="quickstart passages joined into one pool passage (default 4, quick 2)")
-    parser.add_argument("--batch-tokens", type=int, default=4096, help="hf: padded tokens per forward pass")
-    parser.add_argument("--concurrency", type=int, default=2, help="openai: requests in flight")
-    parser.add_argument("--backends", default=",".join(BACKENDS), help=f"comma-separated subset of {BACKENDS}")
-    parser.add_argument("--no-write", action="store_true", help="do not append to BENCHMARKS.md")
-    args = parser.parse_args()
-    backends = [b.strip() for b in args.backends.split(",")]
-    if unknown := [b for b in backends if b not in BACKENDS]:
-        parser.error(f"unknown backends {unknown}; expected some of {BACKENDS}")
-    shape = QUICK if args.quick else FULL
-    n_queries = args.queries
-    args.pool_size = args.pool_size or (3 if args.quick else 4)
-    args.join = args.join or (2 if args.quick else 4)
+def measure(path: str, model_dir: str, job, tokenizer_name: str, batch_tokens: int, concurrency: int) -> dict:
+    """Label ``job`` along ``path`` in this (fresh) process: time, memory, tokens fed and NLLs."""
+    import torch
 
-    command = command_line(__file__)
-    info = machine()
-    print(f"command: {command}")
-    print(f"machine: {info['cores']} cores ({info['cpu']}), torch {info['torch']}, python {info['python']}, "
-          f"load average {info['load_average']:.1f} (shared machine)")
+    from uae.labeling import label_pools, read_labels
+    from uae.teachers.base import NLLRequest
 
-    job = build_job(n_queries, args.pool_size, args.join)
-    with tempfile.TemporaryDirectory() as folder:
-        started = time.perf_counter()
-        model_dir = build_model(Path(folder) / "model", shape)
-        tokens = count_tokens(*job)
-        pairs = n_queries * (args.pool_size + 1)
-        print(f"model: Qwen2 {shape}, random weights, float32, built in {time.perf_counter() - started:.0f} s")
-        print(f"job: {n_queries} queries x ({args.pool_size} passages + none) = {pairs} pairs, {tokens} tokens "
-              f"({tokens / pairs:.0f} per pair)")
-        results = []
-        for backend in backends:
-            with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
-                result = pool.submit(measure, backend, str(model_dir), job, args.batch_tokens, args.concurrency).result()
-            result.update(pairs_per_s=pairs / result["seconds"], tokens_per_s=tokens / result["seconds"])
-            results.append(result)
-            print(f"  {backend:15s} {result['seconds']:7.1f} s ({result['cpu_seconds']:.1f} CPU s)  {result['pairs_per_s']:6.2f} pairs/s  "
-                  f"{result['tokens_per_s']:7.0f} tokens/s  peak RSS {result['peak_rss_mib']:6.0f} MiB")
-    report(command, info, shape, args, n_queries, pairs, tokens, results)
+    corpus, queries, pools = job
+    warmup = [NLLRequest("what is this?", "a warm-up", corpus[pools[queries[0].id][0].passage_id].full_text)] * 2
+    with tempfile.TemporaryDirectory() as out, PathTeacher(path, model_dir, tokenizer_name, batch_tokens, concurrency) as teacher:
+        teacher.score(warmup)
+        with RssSampler() as rss:
+            started, cpu_started = time.perf_counter(), _cpu_seconds()
+            summary = label_pools(queries, pools, corpus, teacher, out, progress=False)
+            seconds, cpu_seconds = time.perf_counter() - started, _cpu_seconds() - cpu_started
+        nlls = {(r.query_id, r.passage_id, r.answer_index): r.nll for r in read_labels(out)}
+    return {"path": path, "seconds": seconds, "cpu_seconds": cpu_seconds, "nlls": nlls, "fed_tokens": summary.tokens,
+            "teacher_stats": summary.teacher_stats, "scoring_rss_increase_mib": (rss.peak - rss.start) / 2**20,
+            "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "threads": torch.get_num_threads()}
 
 
-def report(command: str, info: dict, shape: dict, args, n_queries: int, pairs: int, tokens: int, results: list[dict]) -> None:
-    by_name = {r["backend"]: r for r in results}
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def time_paths(paths: list[str], model_dir: Path, job, tokenizer_name: str, args) -> list[dict]:
+    """Each path in a fresh spawned process, one after the other."""
+    results = []
+    for path in paths:
+        with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
+            result = pool.submit(measure, path, str(model_dir), job, tokenizer_name, args.batch_tokens, args.concurrency).result()
+        rows = len(result["nlls"])
+        result.update(rows=rows, rows_per_s=rows / result["seconds"])
+        results.append(result)
+        fed = "" if result["fed_tokens"] is None else f", {result['fed_tokens'] / result['seconds']:,.0f} fed tokens/s"
+        print(f"  {path:12s} {result['seconds']:8.1f} s ({result['cpu_seconds']:.1f} CPU s)  {result['rows_per_s']:6.2f} rows/s"
+              f"{fed}  peak RSS {result['peak_rss_mib']:,.0f} MiB", flush=True)
+    return results
+
+
+# ---- report ----------------------------------------------------------------------------------
+
+
+def view_lines(views: list[dict], sources: dict[str, str]) -> list[str]:
+    rows = [f"| {v['dataset']} | {v['questions']} | {v['rows']} | {v['unique_passages']} | {v['pools_per_passage']:.1f} | "
+            f"{v['tokens_per_row']:.0f} | {v['bound_factor']:.2f}x | {v['planned_factor']:.2f}x | {v['share_of_bound']:.1%} | "
+            f"{'met' if v['share_of_bound'] >= AIM_SHARE else 'missed'} |" for v in views]
+    return [
+        "Pair-versus-unique view: prompt + answer tokens of all rows / tokens after sharing a passage's (or a question's) "
+        "prompt prefix; bound: every shared prefix once per job; planned: the hf teacher's sharing inside the "
+        "planner's parts (64 queries at most) and chunks (256 requests), with its 16-token minimum.",
+        "",
+        "| dataset | questions | rows | unique passages | pools per passage | tokens per row | bound | planned | planned / bound | aim >= 75% |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        *rows,
+        "",
+        *(f"- {name}: pools {source}" for name, source in sources.items()),
+    ]
+
+
+def timing_lines(results: list[dict], job_view: dict, full_view: dict | None, shape: dict, args) -> tuple[list[str], dict]:
     reference = results[0]["nlls"]
     for result in results:
         result["max_nll_diff"] = max(abs(result["nlls"][k] - reference[k]) for k in reference)
-    ratio = cpu_ratio = None
-    if "hf answer-only" in by_name and "hf full-logits" in by_name:
-        ratio = by_name["hf full-logits"]["seconds"] / by_name["hf answer-only"]["seconds"]
-        cpu_ratio = by_name["hf full-logits"]["cpu_seconds"] / by_name["hf answer-only"]["cpu_seconds"]
-    rows = [
-        f"| {r['backend']} | {r['seconds']:.1f} | {r['cpu_seconds']:.1f} | {r['pairs_per_s']:.2f} | {r['tokens_per_s']:.0f} | "
-        f"{r['peak_rss_mib']:.0f} | {r['scoring_rss_increase_mib']:.0f} | {r['max_nll_diff']:.1e} |"
-        for r in results
-    ]
+    tokens = job_view["tokens"]
+    rows = [f"| {r['path']} | {r['seconds']:.1f} | {r['cpu_seconds']:.1f} | {r['rows_per_s']:.2f} | {tokens / r['seconds']:,.0f} | "
+            f"{'' if r['fed_tokens'] is None else format(r['fed_tokens'] / r['seconds'], ',.0f')} | {r['peak_rss_mib']:,.0f} | "
+            f"{r['scoring_rss_increase_mib']:,.0f} | {r['max_nll_diff']:.1e} |" for r in results]
+    by_path = {r["path"]: r for r in results}
+    figures: dict = {}
     lines = [
-        f"\n## Labeling throughput (bench/labeling.py{' --quick' if args.quick else ''}), {dt.date.today().isoformat()}\n",
-        f"Command: `{command}`  ",
-        f"Machine: {info['cores']} cores ({info['cpu']}), torch {info['torch']}, CPU only; shared with other engineers "
-        f"during the run (load average {info['load_average']:.1f} at the start), so absolute rates are low and noisy; "
-        f"the ratio is measured in the same run.  ",
-        f"Model: Qwen2 architecture at random weights, float32, {shape['num_hidden_layers']} layers, hidden "
-        f"{shape['hidden_size']}, {shape['num_attention_heads']} heads / {shape['num_key_value_heads']} KV heads, "
-        f"intermediate {shape['intermediate_size']}, vocab {shape['vocab_size']} (tied embeddings); text tokenised with "
-        f"the packaged MiniLM tokenizer (ids < 30522, inside the model's vocabulary).  ",
-        f"Job: {n_queries} quickstart queries x ({args.pool_size} passages of {args.join} joined quickstart passages + none) = "
-        f"{pairs} pairs, {tokens} tokens ({tokens / pairs:.0f} per pair); hf batch_tokens {args.batch_tokens}; openai: "
-        f"the in-package testing server (full logits, one prompt per forward) with concurrency {args.concurrency}.\n",
-        "| backend | wall s | CPU s | pairs/s | tokens/s | peak RSS MiB | RSS increase while scoring MiB | max abs NLL diff vs first |",
-        "|---|---|---|---|---|---|---|---|",
+        f"Timing: {job_view['questions']} SQuAD-scoped training questions (the first in the planner's walk order), "
+        f"{job_view['rows']} rows, {tokens:,} prompt + answer tokens ({job_view['tokens_per_row']:.0f} per row), "
+        f"{job_view['pools_per_passage']:.1f} pools per passage"
+        + (f" (the full job of {full_view['questions']} questions: {full_view['pools_per_passage']:.1f})" if full_view else "")
+        + f"; Qwen2 shape {shape} at random weights, float32, CPU, batch_tokens {args.batch_tokens}.",
+        "",
+        "| path | wall s | CPU s | rows/s | tokens/s (all rows) | fed tokens/s | peak RSS MiB | RSS increase while scoring MiB | max abs NLL diff vs first |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
         *rows,
     ]
-    if ratio is not None:
-        lines.append(f"\nAnswer-only scoring against full-logits scoring: **{ratio:.2f}x** by wall time, "
-                     f"**{cpu_ratio:.2f}x** by CPU time; peak RSS {by_name['hf answer-only']['peak_rss_mib']:.0f} vs "
-                     f"{by_name['hf full-logits']['peak_rss_mib']:.0f} MiB.")
+    if "uncached" in by_path and "reuse" in by_path:
+        speedup = by_path["reuse"]["rows_per_s"] / by_path["uncached"]["rows_per_s"]
+        cpu_speedup = by_path["uncached"]["cpu_seconds"] / by_path["reuse"]["cpu_seconds"]
+        difference = max(abs(by_path["reuse"]["nlls"][k] - by_path["uncached"]["nlls"][k]) for k in reference)
+        figures = {"reuse speed-up": speedup, "token bound": job_view["bound_factor"], "max NLL diff": f"{difference:.1e}"}
+        lines += ["", f"Reuse against uncached: **{speedup:.2f}x** rows/s by wall time ({cpu_speedup:.2f}x by CPU time), "
+                      f"token-reuse bound of this job {job_view['bound_factor']:.2f}x (planned {job_view['planned_factor']:.2f}x); "
+                      f"largest NLL difference {difference:.1e}. Aim >= {AIM_SPEEDUP:g}x: "
+                      f"{'met' if speedup >= AIM_SPEEDUP else 'missed'}; NLLs within {AIM_NLL:g}: "
+                      f"{'met' if difference <= AIM_NLL else 'missed'}."]
+    return lines, figures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a small model body, 6 timed questions, 80 questions per dataset in the view")
+    parser.add_argument("--questions", type=int, help="SQuAD questions to time (default 1000; quick 6)")
+    parser.add_argument("--datasets", default=",".join(DATASETS), help=f"the view's datasets, comma-separated ({', '.join(DATASETS)}); '' for none")
+    parser.add_argument("--view-limit", type=int, help="questions per dataset in the view (default all pooled; quick 80)")
+    parser.add_argument("--runs", type=Path, default=ROOT / "runs", help="where bench/quality.py's runs keep their pools")
+    parser.add_argument("--paths", default="uncached,reuse", help=f"timed paths, comma-separated subset of {PATHS}; '' for none")
+    parser.add_argument("--batch-tokens", type=int, default=4096, help="hf: padded tokens per forward pass")
+    parser.add_argument("--concurrency", type=int, default=2, help="openai: requests in flight")
+    parser.add_argument("--tokenizer", help="a tokenizer folder for the text (default the packaged MiniLM)")
+    parser.add_argument("--no-write", action="store_true", help="do not append to BENCHMARKS.md")
+    args = parser.parse_args()
+    names = [n.strip() for n in args.datasets.split(",") if n.strip()]
+    paths = [p.strip() for p in args.paths.split(",") if p.strip()]
+    if unknown := [n for n in names if n not in DATASETS] + [p for p in paths if p not in PATHS]:
+        parser.error(f"unknown datasets or paths {unknown}; datasets: {list(DATASETS)}, paths: {list(PATHS)}")
+    if paths and "squad" not in names:
+        names.insert(0, "squad")  # the timing runs on SQuAD's pools
+    n_questions = args.questions or (6 if args.quick else 1000)
+    view_limit = args.view_limit or (80 if args.quick else None)
+    shape = QUICK if args.quick else FULL
+    tokenizer_name = tokenizer_path(args.tokenizer)
+
+    command, info = command_line(__file__), machine()
+    print(f"command: {command}\nmachine: {describe_machine(info)}", flush=True)
+    views, sources, jobs = [], {}, {}
+    for name in names:
+        started = time.perf_counter()
+        corpus, queries, pools, sources[name] = dataset_pools(DATASETS[name], args.runs, view_limit)
+        jobs[name] = (corpus, queries, pools)
+        views.append(reuse_view(DATASETS[name].title, corpus, queries, pools, tokenizer_name))
+        v = views[-1]
+        print(f"  {name}: {v['rows']} rows, {v['unique_passages']} passages ({v['pools_per_passage']:.1f} pools each), "
+              f"bound {v['bound_factor']:.2f}x, planned {v['planned_factor']:.2f}x ({v['share_of_bound']:.0%} of the bound) "
+              f"[{time.perf_counter() - started:.0f} s]", flush=True)
+    lines = [section_heading("Labeling cost: pairs against unique passages, uncached against prefix reuse", args.quick), "",
+             f"Command: `{command}`  ", f"Machine: {describe_machine(info)}.  ",
+             f"Tokenizer: {'the packaged MiniLM (WordPiece)' if not args.tokenizer else args.tokenizer}; context {CONTEXT}.", ""]
+    lines += view_lines(views, sources)
+    figures: dict = {f"{v['dataset'].split(',')[0]} planned/bound": v["share_of_bound"] for v in views}
+    if paths:
+        job = timing_job(*jobs["squad"], n_questions)
+        job_view = reuse_view("SQuAD timing job", *job, tokenizer_name)
+        full_view = views[names.index("squad")]
+        print(f"timing {paths} on {job_view['questions']} questions, {job_view['rows']} rows, {job_view['tokens']:,} tokens", flush=True)
+        with tempfile.TemporaryDirectory() as folder:
+            started = time.perf_counter()
+            model_dir = build_model(Path(folder) / "model", shape, tokenizer_name)
+            print(f"model: Qwen2 {shape}, random weights, built in {time.perf_counter() - started:.0f} s", flush=True)
+            results = time_paths(paths, model_dir, job, tokenizer_name, args)
+        timing, timed = timing_lines(results, job_view, full_view, shape, args)
+        lines += ["", *timing]
+        figures.update(timed)
     text = "\n".join(lines) + "\n"
-    print(text)
+    print("\n" + text)
     if not args.no_write:
-        with open(ROOT / "BENCHMARKS.md", "a", encoding="utf-8") as handle:
-            if handle.tell() == 0:
-                handle.write("# Benchmarks\n\nWritten by the scripts under bench/; each section is one run.\n")
-            handle.write(text)
-    figures = ", ".join(f"{r['backend']} {r['pairs_per_s']:.2f} pairs/s {r['tokens_per_s']:.0f} tok/s" for r in results)
-    print(f"RESULT: labeling{' (quick)' if args.quick else ''}: {figures}"
-          + (f"; answer-only/full-logits speed-up {ratio:.2f}x wall, {cpu_ratio:.2f}x CPU" if ratio is not None else ""))
+        append_benchmarks(text)
+    print(result_line(f"labeling{' (quick)' if args.quick else ''}", figures))
 
 
 if __name__ == "__main__":
