@@ -31,7 +31,8 @@ class CrashingTeacher(DirichletTeacher):
 @pytest.fixture(scope="module")
 def local_ray():
     ray = pytest.importorskip("ray", reason="Ray is the optional 'ray' extra: pip install 'uae[ray]'")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    # "local" starts a fresh instance even when RAY_ADDRESS or /tmp/ray names a running cluster.
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield ray
     ray.shutdown()
 

@@ -110,15 +110,16 @@ def label_pools_ray(
             ``cpus_per_worker`` CPUs on a cluster without GPUs; never more than the parts to do.
         gpus_per_worker: GPUs reserved by each worker; defaults to 1 when the cluster has GPUs, else 0.
         cpus_per_worker: CPUs reserved by each worker.
-        address: Ray address (``auto``, ``ray://host:10001``); ``None`` starts a local instance
-            unless Ray is already initialised in this process.
+        address: Ray address (``auto``, ``ray://host:10001``); ``None`` starts a fresh local
+            instance (never one found through ``RAY_ADDRESS`` or ``/tmp/ray``: a cluster is used only
+            when named) unless Ray is already initialised in this process.
         init_options: Further ``ray.init`` arguments (``num_cpus``, ``runtime_env``, ...).
         progress: Show a progress bar (advances per finished part).
     """
     ray = import_ray()
     started_here = not ray.is_initialized()
     if started_here:
-        ray.init(address=address, include_dashboard=False, log_to_driver=False, **(init_options or {}))
+        ray.init(address=address or "local", include_dashboard=False, log_to_driver=False, **(init_options or {}))
     try:
         job = LabelingJob.plan(queries, pools, corpus, out_dir, part_queries, teacher={})
         pending = job.pending()
