@@ -4,6 +4,7 @@ and the manifest says what changed (a passage's text above all); a job planned b
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
 from pathlib import Path
@@ -17,7 +18,7 @@ from uae.data.tables import NO_PASSAGE, Candidate, nll_records_to_table
 from uae.errors import ManifestMismatch
 from uae.labeling import label_pools, read_labels
 from uae.labeling.jobs import part_requests
-from uae.labeling.order import cut_parts, sharing_chunks
+from uae.labeling.order import cut_parts, query_walk, sharing_chunks
 from uae.teachers import DirichletTeacher, NLLRequest
 from uae.teachers.base import DEFAULT_WITH_PASSAGE, DEFAULT_WITHOUT_PASSAGE
 
@@ -193,3 +194,22 @@ def test_part_requests_list_each_answer_alone_then_with_each_passage() -> None:
                     ("q001", NO_PASSAGE, 0), ("q001", "p001", 0), ("q001", "p002", 0)]
     assert requests[1] == NLLRequest(queries[0].text, "value0", corpus["p000"].full_text)
     assert requests[3] == NLLRequest(queries[0].text, "value 0", None)
+
+
+def test_a_group_larger_than_a_part_is_cut_where_it_shares_least() -> None:
+    """Six linked queries, parts of three: the cut feeds as few (part, passage) pairs as the best of all cuts."""
+    pooled = {"q0": "CF", "q1": "CE", "q2": "FE", "q3": "BF", "q4": "CD", "q5": "FD"}
+    queries = [Query(qid, f"question {qid}", ("a",)) for qid in pooled]
+    pools = {qid: [Candidate(p, 1.0, False) for p in passages] for qid, passages in pooled.items()}
+
+    def feeds(parts: list[list[str]]) -> int:
+        return sum(len({p for qid in part for p in pooled[qid]}) for part in parts)
+
+    ids = list(pooled)
+    best = min(feeds([list(first), [q for q in ids if q not in first]])
+               for first in itertools.combinations(ids, 3))
+    parts = [[q.id for q in part] for part in cut_parts(queries, pools, part_queries=3)]
+    assert sorted(q for part in parts for q in part) == ids and all(len(part) == 3 for part in parts)
+    assert feeds(parts) == best == 7
+    walked = [q.id for q in query_walk(queries, pools)[0]]
+    assert feeds([walked[:3], walked[3:]]) == 8, "the breadth-first cut this replaces fed one passage more"
