@@ -207,6 +207,9 @@ def train(
     fallback: Annotated[Optional[str], typer.Option(help="when the student does not beat the base on dev: save the base | student")] = None,
     aggregate: Annotated[str, typer.Option(help="mean | max over several gold answers")] = "mean",
     seed: Annotated[Optional[int], typer.Option()] = None,
+    gather_across_devices: Annotated[Optional[bool], typer.Option(
+        "--gather-across-devices/--no-gather-across-devices",
+        help="under torchrun / accelerate launch: in-batch negatives from every process (default) or the local batch only")] = None,
 ) -> None:
     """Fine-tune the encoder on utility targets (or an ablation loss), keeping the best checkpoint on a dev split.
 
@@ -222,7 +225,8 @@ def train(
         training = TrainingConfig(**_given(loss=loss, tau_s=tau_s, hard_mix=hard_mix, steps=steps, batch_size=batch_size,
                                            train_pool_size=train_pool_size, pool_selection=pool_selection, max_gold=max_gold,
                                            multi_positive=multi_positive, learning_rate=learning_rate,
-                                           max_seq_length=max_seq_length, seed=seed))
+                                           max_seq_length=max_seq_length, seed=seed,
+                                           gather_across_devices=gather_across_devices))
         targets = TargetConfig(**_given(tau_t=tau_t, normalize=normalize, confidence=confidence,
                                         confidence_quantile=confidence_quantile, confident_utility=confident_utility,
                                         gold=gold_rule))
