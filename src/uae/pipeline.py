@@ -40,6 +40,7 @@ from uae.labeling import label_pools, read_labels
 from uae.progress import report_skips
 from uae.rerankers import Reranker, latency_summary, rerank_run
 from uae.retrieval.bm25 import BM25Index
+from uae.retrieval.index import is_index_folder
 from uae.retrieval.mining import mine_pools
 from uae.retrieval.retriever import Retriever, RetrieverCache
 from uae.retrieval.types import Run, hits_to_run
@@ -209,10 +210,15 @@ def dense_run(model_path: str, dataset: Dataset, queries: Sequence[Query], depth
               scopes_only: bool = False, retrievers: RetrieverCache | None = None) -> Run:
     """Encode the corpus with ``model_path`` (or take it from ``retrievers``) and search it with ``queries``.
 
+    ``model_path`` may also be an index folder (``uae index``, FAISS or a vector database): its
+    model and index are loaded and searched instead of encoding the corpus.
     Queries with a doc_id search only that document. ``scopes_only``: when every query is scoped
     and the corpus is not encoded yet, encode only the documents they search (:func:`scopes_corpus`);
     the results are the same.
     """
+    if is_index_folder(model_path):  # an index from `uae index` (FAISS or a vector database), searched as built
+        hits = Retriever.load(model_path).search([q.text for q in queries], depth, [q.doc_id for q in queries], progress=progress)
+        return hits_to_run([q.id for q in queries], hits)
     retrievers = retrievers if retrievers is not None else RetrieverCache()
     searched = scopes_corpus(dataset, queries) if scopes_only and (str(model_path), dataset.corpus) not in retrievers else None
     retriever = (Retriever.build(str(model_path), searched.corpus, progress=progress) if searched
