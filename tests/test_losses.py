@@ -330,6 +330,7 @@ def test_registry_label_kinds_and_configs() -> None:
         "tau_s": 0.1,
         "in_batch_negatives": True,
         "hard_mix": 0.3,
+        "gather_across_devices": True,
     }
     assert UtilityMarginMSE(None).get_config_dict()["pairing"] == "all_pairs"
     for cls in LOSSES.values():

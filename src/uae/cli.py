@@ -207,6 +207,9 @@ def train(
     fallback: Annotated[Optional[str], typer.Option(help="when the student does not beat the base on dev: save the base | student")] = None,
     aggregate: Annotated[str, typer.Option(help="mean | max over several gold answers")] = "mean",
     seed: Annotated[Optional[int], typer.Option()] = None,
+    gather_across_devices: Annotated[Optional[bool], typer.Option(
+        "--gather-across-devices/--no-gather-across-devices",
+        help="under torchrun / accelerate launch: in-batch negatives from every process (default) or the local batch only")] = None,
 ) -> None:
     """Fine-tune the encoder on utility targets (or an ablation loss), keeping the best checkpoint on a dev split.
 
@@ -222,7 +225,8 @@ def train(
         training = TrainingConfig(**_given(loss=loss, tau_s=tau_s, hard_mix=hard_mix, steps=steps, batch_size=batch_size,
                                            train_pool_size=train_pool_size, pool_selection=pool_selection, max_gold=max_gold,
                                            multi_positive=multi_positive, learning_rate=learning_rate,
-                                           max_seq_length=max_seq_length, seed=seed))
+                                           max_seq_length=max_seq_length, seed=seed,
+                                           gather_across_devices=gather_across_devices))
         targets = TargetConfig(**_given(tau_t=tau_t, normalize=normalize, confidence=confidence,
                                         confidence_quantile=confidence_quantile, confident_utility=confident_utility,
                                         gold=gold_rule))
@@ -309,8 +313,14 @@ def index(
     pq_m: Annotated[Optional[int], typer.Option(help="ivfpq: sub-quantizers, divides the dimension")] = None,
     nbits: Annotated[Optional[int], typer.Option(help="ivfpq: bits per code")] = None,
     nprobe: Annotated[Optional[int], typer.Option(help="ivfpq: cells visited per query")] = None,
+    backend: Annotated[str, typer.Option(help="faiss (in this process) | milvus (a Milvus collection: embedded Milvus Lite "
+                                              "in OUT, or a cluster with --uri); pip install 'uae[milvus]'")] = "faiss",
+    uri: Annotated[Optional[str], typer.Option(help="milvus: http://host:19530 for a server or cluster (default: OUT/milvus.db, "
+                                                    "embedded); credentials from MILVUS_TOKEN")] = None,
+    collection: Annotated[str, typer.Option(help="milvus: collection name")] = "uae_passages",
+    replace_collection: Annotated[bool, typer.Option(help="milvus: drop an existing collection of that name first")] = False,
 ) -> None:
-    """Encode the corpus with MODEL and write a FAISS index bound to it."""
+    """Encode the corpus with MODEL and write an index bound to it (FAISS, or a Milvus collection with --backend milvus)."""
     from uae.data.beir import read_dataset
     from uae.retrieval.index import IndexConfig
     from uae.retrieval.retriever import Retriever
@@ -319,11 +329,26 @@ def index(
         options = {"hnsw_m": hnsw_m, "ef_construction": ef_construction, "ef_search": ef_search, "nlist": nlist,
                    "pq_m": pq_m, "nbits": nbits, "nprobe": nprobe}
         config = IndexConfig(kind=kind, **{name: value for name, value in options.items() if value is not None})
+        store = _store_config(backend, uri, collection, replace_collection)
         dataset = read_dataset(data)
-        Retriever.build(model, dataset.corpus, index_config=config).save(out)
-        console.print(f"indexed {len(dataset.corpus)} passages into {out} ({config.kind})")
+        Retriever.build(model, dataset.corpus, index_config=config, store=store, folder=out).save(out)
+        where = f"{backend} collection {collection}" if store else config.kind
+        console.print(f"indexed {len(dataset.corpus)} passages into {out} ({where})")
 
     _guarded(action)
+
+
+def _store_config(backend: str, uri: str | None, collection: str, replace: bool):
+    """The vector database ``uae index --backend`` writes into (``None`` for FAISS)."""
+    if backend == "faiss":
+        if uri is not None:
+            _fail("--uri names a vector database server; it needs --backend milvus")
+        return None
+    if backend != "milvus":
+        _fail(f"--backend must be faiss or milvus, got {backend!r}")
+    from uae.retrieval.vector_store import StoreConfig
+
+    return StoreConfig(uri=uri, collection=collection, replace=replace, token=os.environ.get("MILVUS_TOKEN"))
 
 
 @app.command()

@@ -103,6 +103,9 @@ class TrainingConfig(_Strict):
     warmup_ratio: float = Field(0.1, ge=0, lt=1)
     max_seq_length: int = Field(128, ge=8, description="tokens per text in training; the saved model keeps the base encoder's length for search")
     seed: int = 13
+    gather_across_devices: bool = Field(
+        True, description="under torchrun / accelerate launch, in-batch negatives are every process's pools (the global "
+        "batch), not only the local ones; no effect on one process")
 
 
 class SelectionConfig(_Strict):

@@ -18,10 +18,13 @@ Run folder::
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import os
 import time
 from collections.abc import Sequence
+from datetime import timedelta
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,6 +40,7 @@ from uae.labeling import label_pools, read_labels
 from uae.progress import report_skips
 from uae.rerankers import Reranker, latency_summary, rerank_run
 from uae.retrieval.bm25 import BM25Index
+from uae.retrieval.index import is_index_folder
 from uae.retrieval.mining import mine_pools
 from uae.retrieval.retriever import Retriever, RetrieverCache
 from uae.retrieval.types import Run, hits_to_run
@@ -206,10 +210,15 @@ def dense_run(model_path: str, dataset: Dataset, queries: Sequence[Query], depth
               scopes_only: bool = False, retrievers: RetrieverCache | None = None) -> Run:
     """Encode the corpus with ``model_path`` (or take it from ``retrievers``) and search it with ``queries``.
 
+    ``model_path`` may also be an index folder (``uae index``, FAISS or a vector database): its
+    model and index are loaded and searched instead of encoding the corpus.
     Queries with a doc_id search only that document. ``scopes_only``: when every query is scoped
     and the corpus is not encoded yet, encode only the documents they search (:func:`scopes_corpus`);
     the results are the same.
     """
+    if is_index_folder(model_path):  # an index from `uae index` (FAISS or a vector database), searched as built
+        hits = Retriever.load(model_path).search([q.text for q in queries], depth, [q.doc_id for q in queries], progress=progress)
+        return hits_to_run([q.id for q in queries], hits)
     retrievers = retrievers if retrievers is not None else RetrieverCache()
     searched = scopes_corpus(dataset, queries) if scopes_only and (str(model_path), dataset.corpus) not in retrievers else None
     retriever = (Retriever.build(str(model_path), searched.corpus, progress=progress) if searched
@@ -404,6 +413,19 @@ def write_eval_report(config: RunConfig, models: dict[str, Path], scores: EvalSc
     print_table(scores.metrics, scores.comparison)
 
 
+def distributed_state():
+    """accelerate's process state under ``torchrun`` / ``accelerate launch`` (``WORLD_SIZE`` > 1), else ``None``.
+
+    The process group is opened here, before the trainer would, with a long timeout: the other
+    processes wait at a barrier while process 0 mines and labels, which can take hours.
+    """
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return None
+    from accelerate import PartialState
+
+    return PartialState(timeout=timedelta(hours=48))
+
+
 def run_pipeline(config: RunConfig, progress: bool = True, dataset: Dataset | None = None,
                  extra_models: dict[str, Path] | None = None) -> RunResult:
     """Every stage on ``config.data``; returns the metrics, the wall time and the time per stage.
@@ -412,6 +434,10 @@ def run_pipeline(config: RunConfig, progress: bool = True, dataset: Dataset | No
     ``config.data`` (e.g. a registry dataset re-split by document, as ``bench/quality.py``
     builds it); ``config.data`` then only describes it in the stage keys and the report.
     ``extra_models``: ``{system: model folder}`` of other runs, evaluated beside this run's models.
+
+    Under ``torchrun`` / ``accelerate launch`` process 0 mines and labels while the others wait
+    (they then reuse its files), every process trains (data-parallel, negatives gathered across
+    processes), and process 0 alone evaluates; the others return empty metrics.
     """
     started = time.perf_counter()
     timings: dict[str, float] = {}
@@ -429,14 +455,18 @@ def run_pipeline(config: RunConfig, progress: bool = True, dataset: Dataset | No
     dataset = dataset if dataset is not None else read_dataset(config.data)
     train_queries, train_skipped = dataset.usable_queries(config.train_split, evidence=config.evidence)
     report_skips(f"train split ({config.train_split})", train_skipped)
-    pools = timed("mine", lambda: stage_mine(config, training_view(config, dataset), train_queries, progress, retrievers))
-    utilities = timed("label", lambda: stage_label(config, dataset, train_queries, pools, progress=progress))
+    state = distributed_state()
+    with state.main_process_first() if state else contextlib.nullcontext():
+        pools = timed("mine", lambda: stage_mine(config, training_view(config, dataset), train_queries, progress, retrievers))
+        utilities = timed("label", lambda: stage_label(config, dataset, train_queries, pools, progress=progress))
     models = {"uae": timed("train uae", lambda: stage_train(config, dataset, train_queries, pools, utilities, config.training.loss, "uae",
                                                             progress=progress))}
     if config.compare_infonce_gold:
         models["infonce_gold"] = timed("train infonce_gold", lambda: stage_train(config, dataset, train_queries, pools, utilities,
                                                                                  "infonce_gold", "infonce_gold", progress=progress))
     models.update(extra_models or {})
+    if state and not state.is_main_process:
+        return RunResult(config.out_dir, {}, time.perf_counter() - started, {"train": train_skipped.to_dict()}, timings)
     metrics = timed("eval", lambda: stage_eval(config, dataset, models, utilities, time.perf_counter() - started, progress,
                                                retrievers=retrievers))
     seconds = time.perf_counter() - started

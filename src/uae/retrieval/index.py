@@ -27,6 +27,10 @@ On disk an index folder holds::
 replaces ``meta.json`` atomically, and only then deletes older versions. A crash at any moment
 leaves a ``meta.json`` that names complete files. Folders from before versioning
 (``index.faiss``, ``passages.parquet``, no rows) still load.
+
+:class:`SearchIndex` is what the retriever, the server and the CLI use of an index; a vector
+database collection (:mod:`uae.retrieval.vector_store`, ``meta.json`` with ``backend: "milvus"``)
+is its second implementation, and :func:`load_index` opens either from an index folder.
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Protocol, runtime_checkable
 
 import faiss
 import numpy as np
@@ -96,6 +100,73 @@ class IndexMeta:
     version: int = 0
     index_file: str = "index.faiss"
     passages_file: str = "passages.parquet"
+    backend: str = "faiss"
+
+
+@runtime_checkable
+class SearchIndex(Protocol):
+    """What the retriever, the server and the CLI need of an index: FAISS in one process, or a vector database.
+
+    ``meta`` carries the model and fingerprint the vectors came from (checked against the model
+    before any search), ``search`` takes unit vectors and one scope (``doc_id``) or ``None`` per
+    query, ``add``/``remove`` are all or nothing (:class:`DuplicatePassageError`,
+    :class:`UnknownPassageError`), ``save`` makes the current state durable under an index folder.
+    """
+
+    meta: IndexMeta
+
+    def search(self, query_vectors: np.ndarray, k: int, scopes: Sequence[str | None] | None = None) -> list[list[Hit]]: ...
+
+    def add(self, passages: Sequence[Passage], vectors: np.ndarray) -> None: ...
+
+    def remove(self, passage_ids: Sequence[str]) -> int: ...
+
+    def tune(self, **search_params: int) -> None: ...
+
+    def get(self, passage_id: str) -> Passage: ...
+
+    def has_scope(self, doc_id: str) -> bool: ...
+
+    def save(self, folder: str | os.PathLike) -> Path: ...
+
+    def __len__(self) -> int: ...
+
+    def __contains__(self, passage_id: object) -> bool: ...
+
+    @property
+    def passages(self) -> Corpus: ...
+
+    @property
+    def tombstones(self) -> int: ...
+
+
+def load_index(folder: str | os.PathLike) -> SearchIndex:
+    """Open an index folder: a FAISS index, or the vector database collection its ``meta.json`` points to."""
+    folder = Path(folder)
+    if index_backend(folder) == "milvus":
+        from uae.retrieval.vector_store import MilvusIndex
+
+        return MilvusIndex.load(folder)
+    return DenseIndex.load(folder)
+
+
+def is_index_folder(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is an index folder (it holds ``meta.json``) rather than, say, a model folder."""
+    return (Path(path) / META_FILE).is_file()
+
+
+def index_backend(folder: str | os.PathLike) -> str:
+    """``faiss`` or the vector database an index folder's ``meta.json`` names (``faiss`` when it names none)."""
+    meta_path = Path(folder) / META_FILE
+    if not meta_path.is_file():
+        raise DataError(folder, None, "expected an index folder (meta.json, index-*.faiss, passages-*.parquet)")
+    try:
+        backend = json.loads(meta_path.read_text()).get("backend", "faiss")
+    except (ValueError, AttributeError) as err:
+        raise DataError(meta_path, None, f"expected the fields of IndexMeta ({err})") from None
+    if backend not in ("faiss", "milvus"):
+        raise DataError(meta_path, None, f"unknown backend {backend!r}; expected faiss or milvus")
+    return backend
 
 
 class DuplicatePassageError(ValueError):
@@ -164,7 +235,7 @@ class DenseIndex:
                 raise ValueError(f"unknown index kind {kind!r}; expected one of {INDEX_KINDS}")
             config = IndexConfig(kind=kind)
         passages = list(passages)
-        vectors = _as_matrix(vectors, None, "passage vectors")
+        vectors = as_matrix(vectors, None, "passage vectors")
         if len(vectors) != len(passages):
             raise ValueError(f"{len(vectors)} vectors for {len(passages)} passages")
         faiss_index, config = _new_faiss_index(config, vectors)
@@ -186,7 +257,7 @@ class DenseIndex:
             ValueError: the vectors do not match the passages or the dimension.
         """
         passages = list(passages)
-        vectors = _as_matrix(vectors, self.meta.dimension, "passage vectors")
+        vectors = as_matrix(vectors, self.meta.dimension, "passage vectors")
         if len(vectors) != len(passages):
             raise ValueError(f"{len(vectors)} vectors for {len(passages)} passages")
         with self._lock:
@@ -292,13 +363,13 @@ class DenseIndex:
         """
         if k < 1:
             raise ValueError(f"k must be at least 1, got {k}")
-        query_vectors = _as_matrix(query_vectors, self.meta.dimension, "query vectors")
+        query_vectors = as_matrix(query_vectors, self.meta.dimension, "query vectors")
         scopes = list(scopes) if scopes is not None else [None] * len(query_vectors)
         if len(scopes) != len(query_vectors):
             raise ValueError(f"{len(scopes)} scopes for {len(query_vectors)} queries")
         results: list[list[Hit]] = [[] for _ in range(len(query_vectors))]
         with self._lock:
-            for scope, members in _group_by_scope(scopes).items():
+            for scope, members in group_by_scope(scopes).items():
                 scores, rows = self._search_scope(query_vectors[members], k, scope)
                 for member, member_scores, member_rows in zip(members, scores, rows):
                     results[member] = [
@@ -471,7 +542,8 @@ def _no_hits(count: int) -> tuple[np.ndarray, np.ndarray]:
     return np.empty((count, 0), dtype=np.float32), np.empty((count, 0), dtype=np.int64)
 
 
-def _as_matrix(vectors: np.ndarray, dimension: int | None, what: str) -> np.ndarray:
+def as_matrix(vectors: np.ndarray, dimension: int | None, what: str) -> np.ndarray:
+    """``vectors`` as a C-contiguous float32 ``(count, dimension)`` matrix; ``ValueError`` on a bad shape or value."""
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     if vectors.ndim != 2:
         raise ValueError(f"{what}: expected a 2-D array (count, dimension), got shape {vectors.shape}")
@@ -497,7 +569,8 @@ def _preview(ids: Sequence[str], shown: int = 5) -> str:
     return f"{listed} (and {len(ids) - shown} more)" if len(ids) > shown else listed
 
 
-def _group_by_scope(scopes: Sequence[str | None]) -> dict[str | None, list[int]]:
+def group_by_scope(scopes: Sequence[str | None]) -> dict[str | None, list[int]]:
+    """Query positions by scope, so that each scope is searched once."""
     groups: dict[str | None, list[int]] = {}
     for position, scope in enumerate(scopes):
         groups.setdefault(scope, []).append(position)

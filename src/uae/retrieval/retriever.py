@@ -1,4 +1,4 @@
-"""The query-time object: one encoder call and one FAISS search, no LLM.
+"""The query-time object: one encoder call and one index search (FAISS, or a vector database), no LLM.
 
     retriever = Retriever.load("runs/quickstart/index")
     hits = retriever.search(["who founded Velmora?"], k=5)
@@ -13,14 +13,14 @@ from pathlib import Path
 from uae.data.schema import Corpus
 from uae.errors import ModelIndexMismatch
 from uae.retrieval.encoders import encode, load_encoder, model_fingerprint, resolve_encoder
-from uae.retrieval.index import DenseIndex, IndexConfig
+from uae.retrieval.index import DenseIndex, IndexConfig, SearchIndex, load_index
 from uae.retrieval.types import Hit
 
 
 class Retriever:
     """A bi-encoder and the index its passage vectors live in."""
 
-    def __init__(self, model, index: DenseIndex, batch_size: int = 64):
+    def __init__(self, model, index: SearchIndex, batch_size: int = 64):
         self.model = model
         self.index = index
         self.batch_size = batch_size
@@ -34,21 +34,26 @@ class Retriever:
         progress: bool = True,
         kind: str = "exact",
         index_config: IndexConfig | None = None,
+        store=None,
+        folder: str | os.PathLike | None = None,
     ) -> Retriever:
-        """Encode ``corpus`` with the model at ``model_path`` and index it in memory.
+        """Encode ``corpus`` with the model at ``model_path`` and index it.
 
-        ``index_config`` chooses the FAISS structure and its parameters (it overrides ``kind``).
+        ``index_config`` chooses the index structure and its parameters (it overrides ``kind``).
+        ``store`` (a :class:`uae.retrieval.vector_store.StoreConfig`): write the vectors into a
+        vector database collection instead of an in-memory FAISS index; ``folder`` is the index
+        folder (where the embedded store's file goes).
         """
         model = load_encoder(model_path, max_seq_length=max_seq_length)
         vectors = encode(model, corpus.texts, description="encoding passages", progress=progress)
-        index = DenseIndex.build(vectors, corpus, model=_absolute(resolve_encoder(model_path)), fingerprint=model_fingerprint(model_path),
-                                 kind=kind, config=index_config)
+        index = build_index(vectors, corpus, _absolute(resolve_encoder(model_path)), model_fingerprint(model_path),
+                            index_config or IndexConfig(kind=kind), store, folder)
         return cls(model, index)
 
     @classmethod
     def load(cls, index_dir: str | os.PathLike, model_path: str | None = None) -> Retriever:
-        """Load an index folder and the model recorded in it (or ``model_path``), refusing a mismatch."""
-        index = DenseIndex.load(index_dir)
+        """Load an index folder (FAISS or a vector database collection) and the model recorded in it (or ``model_path``), refusing a mismatch."""
+        index = load_index(index_dir)
         model_path = model_path or index.meta.model
         fingerprint = model_fingerprint(model_path)
         if fingerprint != index.meta.fingerprint:
@@ -65,6 +70,28 @@ class Retriever:
         """Top-``k`` passages for each query text; ``scopes`` restricts a query to one document."""
         vectors = encode(self.model, list(queries), self.batch_size, description="encoding queries", progress=progress)
         return self.index.search(vectors, k, scopes)
+
+
+def build_index(vectors, passages, model: str, fingerprint: str, config: IndexConfig, store=None,
+                folder: str | os.PathLike | None = None) -> SearchIndex:
+    """Index ``vectors`` (one row per passage): in memory with FAISS, or into the vector database ``store``.
+
+    Args:
+        vectors: ``(n, dimension)`` unit-normalised embeddings.
+        passages: the passages they stand for, in order.
+        model: the model path recorded with the index.
+        fingerprint: the model's weight fingerprint.
+        config: the index kind and its parameters.
+        store: a :class:`uae.retrieval.vector_store.StoreConfig`, or ``None`` for FAISS.
+        folder: the index folder; needed with ``store``.
+    """
+    if store is None:
+        return DenseIndex.build(vectors, passages, model=model, fingerprint=fingerprint, config=config)
+    if folder is None:
+        raise ValueError("a vector database index needs its index folder")
+    from uae.retrieval.vector_store import MilvusIndex
+
+    return MilvusIndex.build(vectors, passages, model, fingerprint, folder, store, config)
 
 
 class RetrieverCache:

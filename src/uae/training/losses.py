@@ -22,6 +22,17 @@ The student score is ``s(q, d) = cos(E(q), E(d)) / tau_s``. With in-batch negati
 candidates of query ``i`` are every pool passage of the batch, laid out row-major: query ``j``'s
 pool fills columns ``j*K .. j*K+K-1``; other queries' passages get target 0, even when the same
 passage also sits in the query's own pool (the loss sees embeddings, not ids).
+
+Under data-parallel training (``torchrun`` / ``accelerate launch``, ``torch.distributed``
+initialised with more than one process) the in-batch losses gather the passage embeddings of every
+process, with gradients (sentence-transformers' ``all_gather_with_grad``, as its ranking losses do
+with ``gather_across_devices``), so the softmax runs over the global batch: with W processes each
+query sees the W*B*K passages the user asked for, not the B*K of its own device. Queries and
+labels stay local; the target mass stays on each query's own pool, whose columns are offset by the
+process's rank (``rank*B*K``). Each process's loss is the mean over its own queries; DDP averages
+the gradients over processes, so loss and gradients equal one process's on the concatenated batch
+(``tests/test_distributed_loss.py`` checks it under ``torchrun`` on CPU). Every process must hold
+the same number of queries per step (the trainer drops the last, short batch).
 """
 
 from __future__ import annotations
@@ -30,8 +41,8 @@ from collections.abc import Iterable, Sequence
 from typing import Any, ClassVar, Literal
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
-from sentence_transformers.base.losses.merged_forward import embed_columns
 from torch import Tensor, nn
 
 from uae.errors import NonFiniteLoss
@@ -155,43 +166,89 @@ def candidate_scores(query: Tensor, passages: Sequence[Tensor], tau_s: float, in
     return cosines / tau_s
 
 
-def candidate_targets(targets: Tensor, in_batch_negatives: bool) -> Tensor:
+def own_pool_layout(values: Tensor, fill: float | bool, pools: int | None = None, offset: int = 0) -> Tensor:
+    """Lay ``(B, K)`` per-pool values out over ``pools`` pools of K columns, each row in its own block.
+
+    Args:
+        values: ``(B, K)``; row i goes to block ``offset + i``.
+        fill: the value of every other block.
+        pools: how many pools the candidate set holds (default ``B``: the local batch).
+        offset: the block of row 0 (``rank * B`` when the passages were gathered across processes).
+
+    Returns:
+        ``(B, pools*K)``.
+    """
+    batch, k = values.shape
+    pools = batch if pools is None else pools
+    blocks = torch.full((batch, pools, k), fill, dtype=values.dtype, device=values.device)
+    rows = torch.arange(batch, device=values.device)
+    blocks[rows, rows + offset] = values
+    return blocks.reshape(batch, pools * k)
+
+
+def candidate_targets(targets: Tensor, in_batch_negatives: bool, pools: int | None = None, offset: int = 0) -> Tensor:
     """Lay ``(B, K)`` pool targets out over the candidate set of :func:`candidate_scores`.
 
     Args:
         targets: ``(B, K)`` targets over each query's own pool.
         in_batch_negatives: whether the candidates include the other queries' pools.
+        pools: pools in the candidate set (default ``B``; ``W*B`` with passages gathered over W processes).
+        offset: the pool of this process's first query (``rank * B`` when gathered, else 0).
 
     Returns:
-        ``targets`` itself, or ``(B, B*K)`` with each row's targets in its own block, 0 elsewhere.
+        ``targets`` itself, or ``(B, pools*K)`` with each row's targets in its own block, 0 elsewhere.
     """
-    if not in_batch_negatives:
-        return targets
-    batch, k = targets.shape
-    blocks = torch.zeros(batch, batch, k, dtype=targets.dtype, device=targets.device)
-    rows = torch.arange(batch, device=targets.device)
-    blocks[rows, rows] = targets
-    return blocks.reshape(batch, batch * k)
+    return own_pool_layout(targets, 0.0, pools, offset) if in_batch_negatives else targets
 
 
-def candidate_mask(candidates: Tensor, in_batch_negatives: bool) -> Tensor:
+def candidate_mask(candidates: Tensor, in_batch_negatives: bool, pools: int | None = None, offset: int = 0) -> Tensor:
     """Lay a ``(B, K)`` boolean "in the softmax" mask out over the candidate set.
 
     Args:
         candidates: ``(B, K)``, ``False`` for the masked passages of each query's own pool.
         in_batch_negatives: whether the candidates include the other queries' pools (which stay
             candidates: a passage is masked only for the query whose row masks it).
+        pools: pools in the candidate set (default ``B``; ``W*B`` with passages gathered over W processes).
+        offset: the pool of this process's first query (``rank * B`` when gathered, else 0).
 
     Returns:
-        ``candidates`` itself, or ``(B, B*K)`` with each row's mask in its own block, ``True`` elsewhere.
+        ``candidates`` itself, or ``(B, pools*K)`` with each row's mask in its own block, ``True`` elsewhere.
     """
-    if not in_batch_negatives:
-        return candidates
-    batch, k = candidates.shape
-    blocks = torch.ones(batch, batch, k, dtype=torch.bool, device=candidates.device)
-    rows = torch.arange(batch, device=candidates.device)
-    blocks[rows, rows] = candidates
-    return blocks.reshape(batch, batch * k)
+    return own_pool_layout(candidates, True, pools, offset) if in_batch_negatives else candidates
+
+
+def world_size() -> int:
+    """Processes in the ``torch.distributed`` group (1 when it is not initialised)."""
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def gather_passages(passages: Sequence[Tensor]) -> tuple[list[Tensor], int, int]:
+    """Every process's pool passages, gathered with gradients, for in-batch negatives over the global batch.
+
+    Args:
+        passages: K local ``(B, D)`` tensors.
+
+    Returns:
+        ``(gathered, pools, offset)``: K ``(W*B, D)`` tensors (process r's rows at ``r*B``), the
+        number of pools ``W*B`` and this process's first pool ``rank*B``. Without a distributed
+        group of more than one process: the passages themselves, ``B`` and 0.
+
+    Raises:
+        ValueError: the processes hold different batch sizes (the gathered layout needs equal ones).
+    """
+    import torch.distributed.nn as dist_nn
+
+    batch = passages[0].shape[0]
+    if world_size() == 1:
+        return list(passages), batch, 0
+    sizes = [torch.zeros(1, dtype=torch.long, device=passages[0].device) for _ in range(world_size())]
+    dist.all_gather(sizes, torch.tensor([batch], device=passages[0].device))
+    if any(int(size) != batch for size in sizes):
+        raise ValueError(f"in-batch negatives across processes need the same batch size on every process, got {[int(s) for s in sizes]}")
+    # The autograd all_gather, as sentence-transformers' all_gather_with_grad: its backward sums every
+    # process's gradient for a passage into the process that embedded it.
+    gathered = [torch.cat(dist_nn.all_gather(column), dim=0) for column in passages]
+    return gathered, gathered[0].shape[0], dist.get_rank() * batch
 
 
 def split_labels(labels: Tensor, loss_name: str) -> tuple[Tensor, Tensor]:
@@ -362,6 +419,8 @@ class PoolLoss(nn.Module):
 
     def forward(self, sentence_features: Iterable[dict[str, Tensor]], labels: Tensor) -> Tensor:
         """Embed the columns with ``self.model`` and compute the loss."""
+        from sentence_transformers.base.losses.merged_forward import embed_columns
+
         if self.model is None:
             raise ValueError(f"{type(self).__name__} was built without a model; call compute_loss_from_embeddings")
         loss = self.compute_loss_from_embeddings(embed_columns(self.model, sentence_features), labels)
@@ -398,6 +457,25 @@ class PoolLoss(nn.Module):
         """Hyper-parameters shown in model cards."""
         return {"tau_s": self.tau_s}
 
+    def scored_candidates(self, query: Tensor, passages: list[Tensor], in_batch_negatives: bool,
+                          gather_across_devices: bool) -> tuple[Tensor, int, int]:
+        """Student scores over the candidate set, and where this process's pools sit in it.
+
+        Args:
+            query: ``(B, D)`` local queries.
+            passages: K local ``(B, D)`` passage tensors.
+            in_batch_negatives: add the other queries' pools to the candidates.
+            gather_across_devices: with in-batch negatives under distributed training, the other
+                processes' pools too (:func:`gather_passages`).
+
+        Returns:
+            ``(scores, pools, offset)`` for :func:`candidate_targets` and :func:`candidate_mask`.
+        """
+        pools, offset = query.shape[0], 0
+        if in_batch_negatives and gather_across_devices:
+            passages, pools, offset = gather_passages(passages)
+        return candidate_scores(query, passages, self.tau_s, in_batch_negatives), pools, offset
+
 
 class UtilityModulatedInfoNCE(PoolLoss):
     """Cross-entropy of the student against the utility distribution ``p*``.
@@ -413,6 +491,8 @@ class UtilityModulatedInfoNCE(PoolLoss):
         tau_s: student temperature.
         in_batch_negatives: add the other queries' pools to the candidates.
         hard_mix: weight ``lam`` in ``[0, 1]`` of the hard InfoNCE term.
+        gather_across_devices: under distributed training (more than one process), the in-batch
+            negatives are every process's pools (default; a no-op on one process).
     """
 
     label_kind: ClassVar[LabelKind] = "distribution"
@@ -423,29 +503,32 @@ class UtilityModulatedInfoNCE(PoolLoss):
         tau_s: float = DEFAULT_TAU_S,
         in_batch_negatives: bool = True,
         hard_mix: float = 0.0,
+        gather_across_devices: bool = True,
     ) -> None:
         super().__init__(model, tau_s)
         if not 0.0 <= hard_mix <= 1.0:
             raise ValueError(f"hard_mix must lie in [0, 1], got {hard_mix}")
         self.in_batch_negatives = in_batch_negatives
         self.hard_mix = hard_mix
+        self.gather_across_devices = gather_across_devices
 
     def compute_loss_from_embeddings(self, embeddings: list[Tensor], labels: Tensor) -> Tensor:
         """The mixed soft/hard loss, batch mean."""
         query, passages, labels = self.split(embeddings, labels)
         targets, candidates = split_labels(labels, type(self).__name__)
         check_distribution(targets, type(self).__name__)
-        scores = candidate_scores(query, passages, self.tau_s, self.in_batch_negatives)
-        mask = candidate_mask(candidates, self.in_batch_negatives)
-        soft = soft_cross_entropy(scores, candidate_targets(targets, self.in_batch_negatives), mask)
+        scores, pools, offset = self.scored_candidates(query, passages, self.in_batch_negatives, self.gather_across_devices)
+        mask = candidate_mask(candidates, self.in_batch_negatives, pools, offset)
+        soft = soft_cross_entropy(scores, candidate_targets(targets, self.in_batch_negatives, pools, offset), mask)
         if self.hard_mix == 0.0:
             return soft
         hard_targets = one_hot_argmax(targets) * targets.sum(dim=-1, keepdim=True)
-        hard = soft_cross_entropy(scores, candidate_targets(hard_targets, self.in_batch_negatives), mask)
+        hard = soft_cross_entropy(scores, candidate_targets(hard_targets, self.in_batch_negatives, pools, offset), mask)
         return (1.0 - self.hard_mix) * soft + self.hard_mix * hard
 
     def get_config_dict(self) -> dict[str, Any]:
-        return {**super().get_config_dict(), "in_batch_negatives": self.in_batch_negatives, "hard_mix": self.hard_mix}
+        return {**super().get_config_dict(), "in_batch_negatives": self.in_batch_negatives, "hard_mix": self.hard_mix,
+                "gather_across_devices": self.gather_across_devices}
 
     @property
     def citation(self) -> str:
@@ -466,17 +549,19 @@ class GoldInfoNCE(PoolLoss):
         tau_s: student temperature.
         in_batch_negatives: add the other queries' pools to the candidates.
         multi_positive: ``"spread"`` or ``"mask"``.
+        gather_across_devices: under distributed training, the in-batch negatives are every process's pools.
     """
 
     label_kind: ClassVar[LabelKind] = "gold"
 
     def __init__(self, model: nn.Module | None, tau_s: float = DEFAULT_TAU_S, in_batch_negatives: bool = True,
-                 multi_positive: MultiPositive = "spread") -> None:
+                 multi_positive: MultiPositive = "spread", gather_across_devices: bool = True) -> None:
         super().__init__(model, tau_s)
         if multi_positive not in ("spread", "mask"):
             raise ValueError(f"multi_positive must be 'spread' or 'mask', got {multi_positive!r}")
         self.in_batch_negatives = in_batch_negatives
         self.multi_positive = multi_positive
+        self.gather_across_devices = gather_across_devices
 
     def compute_loss_from_embeddings(self, embeddings: list[Tensor], labels: Tensor) -> Tensor:
         """Multi-positive InfoNCE on the marked passages, batch mean."""
@@ -485,15 +570,16 @@ class GoldInfoNCE(PoolLoss):
         check_gold(marks, type(self).__name__)
         targets = (marks > 0).to(marks.dtype)
         targets = targets / targets.sum(dim=-1, keepdim=True)
-        scores = candidate_scores(query, passages, self.tau_s, self.in_batch_negatives)
-        mask = candidate_mask(candidates, self.in_batch_negatives)
-        layout = candidate_targets(targets, self.in_batch_negatives)
+        scores, pools, offset = self.scored_candidates(query, passages, self.in_batch_negatives, self.gather_across_devices)
+        mask = candidate_mask(candidates, self.in_batch_negatives, pools, offset)
+        layout = candidate_targets(targets, self.in_batch_negatives, pools, offset)
         if self.multi_positive == "mask":
             return separate_positives_nll(scores, layout, mask)
         return soft_cross_entropy(scores, layout, mask)
 
     def get_config_dict(self) -> dict[str, Any]:
-        return {**super().get_config_dict(), "in_batch_negatives": self.in_batch_negatives, "multi_positive": self.multi_positive}
+        return {**super().get_config_dict(), "in_batch_negatives": self.in_batch_negatives, "multi_positive": self.multi_positive,
+                "gather_across_devices": self.gather_across_devices}
 
     @property
     def citation(self) -> str:
@@ -510,26 +596,30 @@ class HardUtilityInfoNCE(PoolLoss):
         model: the ``SentenceTransformer`` being trained (or ``None``).
         tau_s: student temperature.
         in_batch_negatives: add the other queries' pools to the candidates.
+        gather_across_devices: under distributed training, the in-batch negatives are every process's pools.
     """
 
     label_kind: ClassVar[LabelKind] = "distribution"
 
-    def __init__(self, model: nn.Module | None, tau_s: float = DEFAULT_TAU_S, in_batch_negatives: bool = True) -> None:
+    def __init__(self, model: nn.Module | None, tau_s: float = DEFAULT_TAU_S, in_batch_negatives: bool = True,
+                 gather_across_devices: bool = True) -> None:
         super().__init__(model, tau_s)
         self.in_batch_negatives = in_batch_negatives
+        self.gather_across_devices = gather_across_devices
 
     def compute_loss_from_embeddings(self, embeddings: list[Tensor], labels: Tensor) -> Tensor:
         """InfoNCE on the argmax positive (weighted like the row), batch mean."""
         query, passages, labels = self.split(embeddings, labels)
         targets, candidates = split_labels(labels, type(self).__name__)
         check_distribution(targets, type(self).__name__)
-        scores = candidate_scores(query, passages, self.tau_s, self.in_batch_negatives)
+        scores, pools, offset = self.scored_candidates(query, passages, self.in_batch_negatives, self.gather_across_devices)
         hard = one_hot_argmax(targets) * targets.sum(dim=-1, keepdim=True)
-        return soft_cross_entropy(scores, candidate_targets(hard, self.in_batch_negatives),
-                                  candidate_mask(candidates, self.in_batch_negatives))
+        return soft_cross_entropy(scores, candidate_targets(hard, self.in_batch_negatives, pools, offset),
+                                  candidate_mask(candidates, self.in_batch_negatives, pools, offset))
 
     def get_config_dict(self) -> dict[str, Any]:
-        return {**super().get_config_dict(), "in_batch_negatives": self.in_batch_negatives}
+        return {**super().get_config_dict(), "in_batch_negatives": self.in_batch_negatives,
+                "gather_across_devices": self.gather_across_devices}
 
     @property
     def citation(self) -> str:

@@ -107,10 +107,13 @@ def train_model(
                                          evaluator=evaluator, callbacks=callbacks)
     for printer in (PrinterCallback, ProgressCallback):  # the log dicts and tqdm: uae's bar shows progress instead
         trainer.remove_callback(printer)
-    with progress_bar(config.steps, f"training {out_dir.name}", "steps", progress, (LossColumn(),), loss=None) as advance:
+    main_process = trainer.is_world_process_zero()
+    with progress_bar(config.steps, f"training {out_dir.name}", "steps", progress and main_process, (LossColumn(),), loss=None) as advance:
         trainer.add_callback(_progress_callback(advance))
         trainer.train(resume_from_checkpoint=resume)
     check_finite_weights(model)
+    if not main_process:  # under torchrun / accelerate launch, process 0 alone writes the model folder
+        return out_dir
     outcome = None
     if evaluator:
         outcome = _selection_outcome(trainer, evaluator, base_scores, dev, selection, config.steps)
@@ -126,6 +129,7 @@ def train_model(
         **record,
         "base_model": base_model,
         "loss": {"name": config.loss, **loss.get_config_dict()},
+        "distributed": distributed_record(args.world_size, loss),
         "training": config.model_dump(),
         "rows": len(rows.queries),
         "skipped": rows.skipped.to_dict(),
@@ -252,9 +256,20 @@ def _finite_weights_callback():
     return FiniteWeightsCallback()
 
 
+def distributed_record(world_size: int, loss) -> dict:
+    """What the training record says of data-parallel training: processes, and whether negatives spanned them."""
+    return {
+        "world_size": world_size,
+        "in_batch_negatives_across_processes": bool(world_size > 1 and getattr(loss, "in_batch_negatives", False)
+                                                    and getattr(loss, "gather_across_devices", False)),
+    }
+
+
 def _make_loss(model, config: TrainingConfig):
     loss_class = LOSSES[config.loss]
     options = {"tau_s": config.tau_s} if config.loss != "margin_mse" else {}
+    if config.loss in ("um_infonce", "infonce_gold", "hard_utility"):
+        options["gather_across_devices"] = config.gather_across_devices
     if config.loss == "um_infonce":
         options["hard_mix"] = config.hard_mix
     if config.loss == "infonce_gold":
