@@ -394,6 +394,10 @@ def serve(
     nprobe: Annotated[Optional[int], typer.Option(help="ivfpq: override the stored nprobe")] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level (warning hides the access log)")] = "info",
     threads: Annotated[Optional[int], typer.Option(help="torch, ONNX Runtime and FAISS threads (default: one per core)")] = None,
+    api_key: Annotated[Optional[str], typer.Option(envvar="UAE_API_KEY", show_default=False,
+                                                   help="require 'Authorization: Bearer KEY' on every endpoint but /healthz "
+                                                        "(prefer the UAE_API_KEY variable: arguments show in ps)")] = None,
+    read_only: Annotated[bool, typer.Option("--read-only", help="refuse POST and DELETE /passages")] = False,
 ) -> None:
     """Serve search, embedding and live index edits over HTTP (OpenAPI at /docs)."""
     if threads is not None:
@@ -402,9 +406,11 @@ def serve(
     import uvicorn
 
     from uae.retrieval.retriever import Retriever
+    from uae.serving.access import check_bind
     from uae.serving.server import ServerSettings, create_app
 
     def action():
+        check_bind(host, api_key, read_only)
         if threads is not None:
             import torch
 
@@ -414,12 +420,13 @@ def serve(
         if tuning:
             retriever.index.tune(**tuning)
         settings = ServerSettings(batching=batching, max_batch=max_batch, max_wait_ms=max_wait_ms,
-                                  persist_dir=index_dir if persist else None)
+                                  persist_dir=index_dir if persist else None, api_key=api_key or None, read_only=read_only)
         return create_app(retriever, settings)
 
     api = _guarded(action)
     console.print(f"serving {index_dir} ({len(api.state.retriever.index)} passages) on http://{host}:{port} "
-                  f"(batching {'on' if batching else 'off'})")
+                  f"(batching {'on' if batching else 'off'}{', API key required' if api_key else ''}{', read-only' if read_only else ''}); "
+                  f"OpenAI embeddings at http://{host}:{port}/v1, model {api.state.retriever.model_name!r}")
     uvicorn.run(api, host=host, port=port, log_level=log_level)
 
 

@@ -30,6 +30,16 @@ def resolve_encoder(name_or_path: str) -> str:
     return name_or_path
 
 
+def display_name(model: str) -> str:
+    """A model as a reader should see it: ``minilm`` or a hub name as given, a local folder by its name only."""
+    path = Path(resolve_encoder(model))
+    if not path.is_dir():
+        return model
+    if path.resolve() == packaged_minilm_path().resolve():
+        return "sentence-transformers/all-MiniLM-L6-v2"
+    return path.resolve().name
+
+
 def load_encoder(name_or_path: str = DEFAULT_ENCODER, max_seq_length: int | None = None, device: str | None = None):
     """Load a ``SentenceTransformer``, or an :class:`~uae.retrieval.onnx_encoder.OnnxEncoder` for an ONNX export folder.
 

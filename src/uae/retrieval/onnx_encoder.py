@@ -156,7 +156,7 @@ def export_onnx(model: str, out: str | os.PathLike, quantize: str | None = None,
         The manifest written to ``out/uae_onnx.json``.
     """
     from uae.errors import DataError, import_optional
-    from uae.retrieval.encoders import load_encoder, model_fingerprint, resolve_encoder
+    from uae.retrieval.encoders import display_name, load_encoder, model_fingerprint, resolve_encoder
 
     import_optional("onnx", "`uae export --onnx` needs onnx and onnxruntime: pip install 'uae[onnx]'")
     import_optional("onnxruntime", "`uae export --onnx` needs onnx and onnxruntime: pip install 'uae[onnx]'")
@@ -179,7 +179,7 @@ def export_onnx(model: str, out: str | os.PathLike, quantize: str | None = None,
     card = Path(resolve_encoder(model)) / "README.md"
     if card.is_file():
         shutil.copyfile(card, out / "README.md")
-    manifest = {"format": FORMAT, "source_model": _display_name(model), "source_fingerprint": model_fingerprint(model),
+    manifest = {"format": FORMAT, "source_model": display_name(model), "source_fingerprint": model_fingerprint(model),
                 "precision": quantize or "fp32", "max_seq_length": int(source.max_seq_length), "input_names": names,
                 "opset": opset, "onnx_digest": onnx_digest(out), "fingerprint": "", "min_cosine": min_cosine}
     (out / MANIFEST).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
@@ -198,12 +198,6 @@ def onnx_digest(folder: str | os.PathLike) -> str:
     from uae.retrieval.encoders import weights_digest
 
     return weights_digest(folder, [ONNX_FILE])
-
-
-def _display_name(model: str) -> str:
-    """The model as a reader should see it: a hub name or alias as given, a local folder by its name only."""
-    path = Path(model)
-    return path.resolve().name if path.is_dir() else model
 
 
 def _trace_to_onnx(model, path: Path, opset: int) -> list[str]:
