@@ -20,8 +20,17 @@ torch threads, are timed on the same forward first and the fastest combination i
 generates the length of a complete ordering ``[1] > ... > [m]`` plus 2 tokens per window (random
 weights never stop early, so every window writes that many).
 
+Query encoders compared on the same queries (``--no-onnx`` skips the ONNX ones): PyTorch float32 and
+bfloat16, and the packaged MiniLM exported with ``uae export --onnx`` (float32) and ``--quantize int8``,
+run by ONNX Runtime (``--onnx-threads``). Each gets encode-only and encode + exact-search p50/p95 and
+recall@K against the float32 encoder's exact top-K; the headline uses the fastest encoder whose
+recall@K is at least ``MIN_ENCODER_RECALL`` (0.97).
+
 Latency of a re-ranker is its own wall time per query (first stage excluded, which favours the
-re-rankers); the ratio is re-ranker p50 / UAE p50, both measured in this run.
+re-rankers); the ratio is re-ranker p50 / UAE p50, both measured in this run. Load distorts the two
+sides differently, so the load average is recorded before and after, and when either is above the
+number of cores the ratio is refused (printed as such, no headline); ``--wait-quiet S`` waits up to S
+seconds for a quiet machine before starting.
 
     python bench/speed.py --quick
 """
@@ -52,7 +61,9 @@ QUICK = {**FULL, "num_hidden_layers": 1}
 PASSAGE_TOKENS = 200
 MIN_RECALL = 0.95
 MIN_COSINE = 0.999
-"""A faster encoder dtype is used only if its query vectors keep this cosine to float32's."""
+"""A faster torch dtype/threads setting is used only if its query vectors keep this cosine to float32's."""
+MIN_ENCODER_RECALL = 0.97
+"""The headline encoder is the fastest whose recall@K against the float32 exact top-K reaches this."""
 METHODS = ("upr", "judge", "rankgpt")
 EXACT = "exact (IndexFlatIP, fp32)"
 
@@ -127,6 +138,68 @@ class QueryEncoder:
         """Largest absolute difference from ``SentenceTransformer.encode`` on ``text``."""
         reference = self.model.encode([text], normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
         return float(np.abs(self(text) - reference).max())
+
+
+class OnnxQueryEncoder:
+    """A ``uae export --onnx`` folder run by ONNX Runtime at batch 1 (tokenise, run the graph)."""
+
+    def __init__(self, folder: Path, threads: int) -> None:
+        from uae.retrieval.onnx_encoder import OnnxEncoder
+
+        self.encoder = OnnxEncoder(folder, threads=threads)
+        self.dtype = f"onnx-{self.encoder.precision}"
+        self.cosine = self.encoder.manifest["cosine_to_source"]
+
+    def __call__(self, text: str) -> np.ndarray:
+        return self.encoder.encode([text], batch_size=1)
+
+
+def export_onnx_encoders(folder: Path, threads: int) -> list[OnnxQueryEncoder]:
+    """Export the packaged MiniLM to ONNX float32 and int8 under ``folder`` and load both."""
+    from uae.retrieval.onnx_encoder import export_onnx
+
+    started = time.perf_counter()
+    encoders = []
+    for quantize in (None, "int8"):
+        out = folder / (quantize or "fp32")
+        export_onnx("minilm", out, quantize=quantize)
+        encoders.append(OnnxQueryEncoder(out, threads))
+    print(f"ONNX float32 and int8 exported in {time.perf_counter() - started:.0f} s; cosine to the source: "
+          + ", ".join(f"{e.dtype} mean {e.cosine['mean']:.4f} min {e.cosine['min']:.4f}" for e in encoders))
+    return encoders
+
+
+def compare_encoders(encoders: dict, index, questions: list[str], k: int, truth: list[set]) -> dict:
+    """Per encoder, in blocks on the same queries: encode-only and encode + exact search latency, recall@K vs ``truth``."""
+    rows = {}
+    for name, encode in encoders.items():
+        for q in questions[:3]:
+            index.search(encode(q), k)
+        encode_s, total_s, found = [], [], []
+        for q in questions:
+            started = time.perf_counter()
+            vector = encode(q)
+            encoded = time.perf_counter()
+            _, ids = index.search(vector, k)
+            total_s.append(time.perf_counter() - started)
+            encode_s.append(encoded - started)
+            found.append(set(ids[0].tolist()))
+        recall = float(np.mean([len(f & t) / k for f, t in zip(found, truth)]))
+        rows[name] = {"encode": percentiles(encode_s), "search": percentiles(total_s), "recall": recall}
+        print(f"  encoder {name}: encode p50 {rows[name]['encode']['p50'] * 1e3:.2f} ms, encode+search p50 "
+              f"{rows[name]['search']['p50'] * 1e3:.2f} ms, p95 {rows[name]['search']['p95'] * 1e3:.2f} ms, recall {recall:.3f}")
+    return rows
+
+
+def wait_for_quiet(cores: int, seconds: float) -> float:
+    """Wait up to ``seconds`` for the 1-minute load average to drop to ``cores``; returns the load then."""
+    deadline = time.monotonic() + seconds
+    load = os.getloadavg()[0]
+    while load > cores and time.monotonic() < deadline:
+        print(f"load average {load:.1f} > {cores} cores: waiting for a quiet machine", flush=True)
+        time.sleep(min(30.0, max(deadline - time.monotonic(), 0.1)))
+        load = os.getloadavg()[0]
+    return load
 
 
 def build_indexes(size: int, dim: int, hnsw: bool, seed: int = 0) -> dict:
@@ -206,31 +279,40 @@ def time_uae(encode: QueryEncoder, indexes: dict, questions: list[str], k: int, 
 
 
 def run_uae(args, setup: dict, questions: list[str], k: int) -> dict:
-    """Choose the encoder's dtype and threads, build the indexes, time every kind on the same queries."""
+    """Choose torch threads, build the indexes, compare the encoders, time every index kind with the fastest faithful one."""
     import faiss
     import torch
 
     faiss.omp_set_num_threads(1)
     fp32 = QueryEncoder()
-    encoders = [fp32, QueryEncoder(fp32.model, torch.bfloat16)]
+    torch_encoders = [fp32, QueryEncoder(fp32.model, torch.bfloat16)]
     setup["encoder_check"] = fp32.check(questions[0])
-    setup["encoder_times"] = time_encoders(encoders, questions[:11])
+    setup["encoder_times"] = time_encoders(torch_encoders, questions[:11])
     calibration = np.concatenate([fp32(q) for q in questions[:11]])
-    faithful = {e.dtype for e in encoders if (np.concatenate([e(q) for q in questions[:11]]) * calibration).sum(1).min() >= MIN_COSINE}
-    dtype, threads = min((key for key in setup["encoder_times"] if key[0] in faithful), key=setup["encoder_times"].get)
-    encode = next(e for e in encoders if e.dtype == dtype)
-    setup["encoder_choice"] = (dtype, threads)
+    faithful = {e.dtype for e in torch_encoders
+                if (np.concatenate([e(q) for q in questions[:11]]) * calibration).sum(1).min() >= MIN_COSINE}
+    _, threads = min((key for key in setup["encoder_times"] if key[0] in faithful), key=setup["encoder_times"].get)
     torch.set_num_threads(threads)
-    started = time.perf_counter()
-    indexes = build_indexes(args.index_size, fp32.backbone.config.hidden_size, args.hnsw)
-    timed = questions[: setup["uae_queries"]]
-    reference = np.concatenate([fp32(q) for q in timed])
-    chosen = np.concatenate([encode(q) for q in timed])
-    setup["encoder_min_cosine"] = float((reference * chosen).sum(1).min())
-    truth = [set(rows.tolist()) for rows in indexes[EXACT].search(reference, k)[1]]
-    print(f"indexes built in {time.perf_counter() - started:.0f} s; encoder {dtype}, {threads} thread(s); "
-          f"min cosine to float32 {setup['encoder_min_cosine']:.5f}")
-    uae = time_uae(encode, indexes, timed, k, truth)
+    encoders = {f"PyTorch {e.dtype}, {threads} thread(s)": e for e in torch_encoders}
+    with tempfile.TemporaryDirectory() as folder:
+        if not args.no_onnx:
+            encoders |= {f"ONNX Runtime {e.dtype.removeprefix('onnx-')}, {args.onnx_threads} thread(s)": e
+                         for e in export_onnx_encoders(Path(folder), args.onnx_threads)}
+        started = time.perf_counter()
+        indexes = build_indexes(args.index_size, fp32.backbone.config.hidden_size, args.hnsw)
+        timed = questions[: setup["uae_queries"]]
+        reference = np.concatenate([fp32(q) for q in timed])
+        truth = [set(rows.tolist()) for rows in indexes[EXACT].search(reference, k)[1]]
+        print(f"indexes built in {time.perf_counter() - started:.0f} s")
+        setup["encoders"] = compare_encoders(encoders, indexes[EXACT], timed, k, truth)
+        eligible = [name for name, row in setup["encoders"].items() if row["recall"] >= MIN_ENCODER_RECALL]
+        choice = min(eligible, key=lambda name: setup["encoders"][name]["search"]["p50"])
+        encode = encoders[choice]
+        setup["encoder_choice"] = choice
+        chosen = np.concatenate([encode(q) for q in timed])
+        setup["encoder_min_cosine"] = float((reference * chosen).sum(1).min())
+        print(f"encoder {choice}; min cosine to float32 {setup['encoder_min_cosine']:.5f}")
+        uae = time_uae(encode, indexes, timed, k, truth)
     for name, row in uae.items():
         print(f"  UAE {name}: p50 {row['p50'] * 1e3:.2f} ms, p95 {row['p95'] * 1e3:.2f} ms"
               + (f", recall {row['recall']:.3f}" if "recall" in row else ""))
@@ -374,16 +456,35 @@ def headline_uae(uae: dict) -> str:
     return min(eligible, key=lambda name: uae[name]["p50"])
 
 
+def is_quiet(info: dict, end_load: float) -> bool:
+    """Whether the load average stayed at or below the number of cores at the start and the end of the run."""
+    return max(info["load_average"], end_load) <= info["cores"]
+
+
+def ratio_text(seconds: float, base: float, quiet: bool) -> str:
+    return f"**{seconds / base:,.0f}x**" if quiet else "refused: load > cores"
+
+
+def encoder_table(setup: dict) -> list[str]:
+    k = setup["k"]
+    rows = [f"| {name}{' **(headline)**' if name == setup['encoder_choice'] else ''} | {row['encode']['p50'] * 1e3:.2f} | "
+            f"{row['encode']['p95'] * 1e3:.2f} | {row['search']['p50'] * 1e3:.2f} | {row['search']['p95'] * 1e3:.2f} | "
+            f"{row['recall']:.3f} |" for name, row in setup["encoders"].items()]
+    return [f"| query encoder (batch 1) | encode p50 ms | encode p95 ms | encode+exact search p50 ms | p95 ms | "
+            f"recall@{k} vs fp32 exact top-{k} |", "|---|---:|---:|---:|---:|---:|", *rows, ""]
+
+
 def report(command: str, info: dict, args, setup: dict, uae: dict, llm: dict, end_load: float) -> str:
     best = headline_uae(uae)
     base = uae[best]["p50"]
+    quiet = is_quiet(info, end_load)
     uae_rows = [
         f"| {name}{' **(headline)**' if name == best else ''} | {row['recall']:.3f} | {row['search_p50'] * 1e3:.2f} | "
         f"{row['p50'] * 1e3:.2f} | {row['p95'] * 1e3:.2f} | {1 / row['mean']:.1f} |"
         for name, row in uae.items() if not name.startswith("_")
     ]
     llm_rows = [
-        f"| {method} | {k} | {row['n']} | {row['p50']:.1f} | {row['p95']:.1f} | {1 / row['mean']:.4f} | **{row['p50'] / base:,.0f}x** | "
+        f"| {method} | {k} | {row['n']} | {row['p50']:.1f} | {row['p95']:.1f} | {1 / row['mean']:.4f} | {ratio_text(row['p50'], base, quiet)} | "
         f"{', '.join(f'{kind} {count}' for kind, count in row['repairs'].items()) or '-'} |"
         if row["n"] else f"| {method} | {k} | 0 | - | - | - | not measured: would overrun the {setup['budget_s']:.0f} s budget | - |"
         for (method, k), row in llm.items()
@@ -393,21 +494,25 @@ def report(command: str, info: dict, args, setup: dict, uae: dict, llm: dict, en
         f"\n## Query latency: UAE vs LLM re-rankers (bench/speed.py{' --quick' if args.quick else ''}), {dt.date.today().isoformat()}\n",
         f"Command: `{command}`  ",
         f"Machine: {info['cores']} cores ({info['cpu']}), torch {info['torch']}, transformers {info['transformers']}, "
-        f"faiss {info['faiss']}, CPU only. **The 2 cores were shared with other engineers' jobs during this run** (load "
-        f"average {info['load_average']:.1f} at the start, {end_load:.1f} at the end), so absolute times are inflated and "
-        "noisy; every ratio below is between numbers measured in this same run.\n",
+        f"faiss {info['faiss']}, onnxruntime {_version('onnxruntime')}, CPU only. Load average {info['load_average']:.1f} at the "
+        f"start, {end_load:.1f} at the end, on {info['cores']} cores: "
+        + ("quiet enough for the ratios below (both sides measured in this same run).\n" if quiet else
+           "**the machine was busier than its cores, so no ratio is reported** (load distorts the two sides "
+           "differently); rerun on a quiet machine, or with --wait-quiet.\n"),
         f"**UAE**: all-MiniLM-L6-v2 encodes the real query text at batch 1 (tokenise, forward under inference_mode, "
         f"mean-pool, normalise: max abs diff {setup['encoder_check']:.1e} to SentenceTransformer.encode). Encoder dtype and "
         f"torch threads chosen by timing (median of 10 interleaved queries; a dtype is eligible when its cosine to "
         f"float32 stays >= {MIN_COSINE}; a setting 3x slower than the best is dropped after 3): " + ", ".join(f"{d} x {t} thread{'s' if t > 1 else ''}: {v * 1e3:.1f} ms"
                                                           for (d, t), v in setup["encoder_times"].items())
-        + f"; used **{setup['encoder_choice'][0]}, {setup['encoder_choice'][1]} thread(s)** (min cosine to the float32 "
+        + f". Encoders compared below (ONNX: `uae export --onnx`, float32 and dynamic int8); used **{setup['encoder_choice']}**, "
+        f"the fastest with recall@{setup['k']} >= {MIN_ENCODER_RECALL} (min cosine to the float32 "
         f"embedding over the timed queries: {setup['encoder_min_cosine']:.5f}); FAISS threads 1. Then one FAISS search "
         f"for the top-{setup['k']} in an index of {args.index_size:,} **random unit vectors** (384-d; search time does not "
         "depend on the values, but random vectors are the hardest case for approximate indexes). "
         f"{setup['uae_queries']} timed queries from {setup['text']}. Recall@{setup['k']} is against the exact top-"
         f"{setup['k']} of the float32 encoder's vector (so it also covers the encoder's dtype); the headline is the "
         f"fastest kind with recall >= {MIN_RECALL}. Encoding alone: p50 {uae['_encode']['p50'] * 1e3:.2f} ms.\n",
+        *encoder_table(setup),
         f"| index ({args.index_size:,} vectors) | recall@{setup['k']} vs exact fp32 | search p50 ms | encode+search p50 ms | p95 ms | queries/s |",
         "|---|---:|---:|---:|---:|---:|",
         *uae_rows,
@@ -435,15 +540,27 @@ def report(command: str, info: dict, args, setup: dict, uae: dict, llm: dict, en
     return "\n".join(lines) + "\n"
 
 
-def result_line(args, uae: dict, llm: dict) -> str:
+def result_line(args, uae: dict, llm: dict, quiet: bool = True) -> str:
     best = headline_uae(uae)
     base = uae[best]["p50"]
     parts = [f"UAE p50 {base * 1e3:.1f} ms ({best}, {args.index_size:,} vectors)"]
     for (method, k), row in llm.items():
-        parts.append(f"{method}@{k} p50 {row['p50']:.1f} s ({row['p50'] / base:,.0f}x)" if row["n"] else f"{method}@{k} not measured")
+        ratio = f" ({row['p50'] / base:,.0f}x)" if quiet else ""
+        parts.append(f"{method}@{k} p50 {row['p50']:.1f} s{ratio}" if row["n"] else f"{method}@{k} not measured")
     k20 = [row["p50"] for (method, k), row in llm.items() if k == 20 and row["n"]]
-    cheapest = f"; cheapest re-ranker at K=20 / UAE = {min(k20) / base:,.0f}x" if k20 else ""
+    cheapest = f"; cheapest re-ranker at K=20 / UAE = {min(k20) / base:,.0f}x" if k20 and quiet else ""
+    if not quiet:
+        cheapest = "; no ratio: load average above the number of cores"
     return f"RESULT: speed{' (quick, 1-layer LLM)' if args.quick else ''}: " + ", ".join(parts) + cheapest
+
+
+def _version(package: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return "not installed"
 
 
 # ---- main -------------------------------------------------------------------------------------
@@ -462,6 +579,9 @@ def main() -> None:
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     parser.add_argument("--hnsw", action="store_true", help="also build and time an HNSW index (slow to build here)")
     parser.add_argument("--no-write", action="store_true", help="do not append to BENCHMARKS.md")
+    parser.add_argument("--no-onnx", action="store_true", help="skip the ONNX Runtime encoders")
+    parser.add_argument("--onnx-threads", type=int, default=os.cpu_count() or 1, help="ONNX Runtime intra-op threads")
+    parser.add_argument("--wait-quiet", type=float, default=0.0, help="wait up to this many seconds for load <= cores first")
     args = parser.parse_args()
     depths = args.depths or ([20] if args.quick else [20, 50])
     setup = {"k": depths[0], "uae_queries": args.uae_queries or (30 if args.quick else 200),
@@ -470,6 +590,7 @@ def main() -> None:
              "budget_s": args.budget_s or (60.0 if args.quick else 840.0), "shape": QUICK if args.quick else FULL}
 
     command = command_line(__file__)
+    wait_for_quiet(os.cpu_count() or 1, args.wait_quiet)
     info = machine()
     print(f"command: {command}")
     print(f"machine: {info['cores']} cores ({info['cpu']}), torch {info['torch']}, transformers {info['transformers']}, "
@@ -481,14 +602,15 @@ def main() -> None:
     print(f"[{time.perf_counter() - started:.0f} s] UAE done", flush=True)
     llm = run_llm(args, setup, questions, paragraphs, depths)
     print(f"[{time.perf_counter() - started:.0f} s] re-rankers done", flush=True)
-    text = report(command, info, args, setup, uae, llm, os.getloadavg()[0])
+    end_load = os.getloadavg()[0]
+    text = report(command, info, args, setup, uae, llm, end_load)
     print(text)
     if not args.no_write:
         with open(ROOT / "BENCHMARKS.md", "a", encoding="utf-8") as handle:
             if handle.tell() == 0:
                 handle.write("# Benchmarks\n\nWritten by the scripts under bench/; each section is one run.\n")
             handle.write(text)
-    print(result_line(args, uae, llm))
+    print(result_line(args, uae, llm, is_quiet(info, end_load)))
 
 
 if __name__ == "__main__":

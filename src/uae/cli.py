@@ -352,18 +352,44 @@ def _store_config(backend: str, uri: str | None, collection: str, replace: bool)
 
 
 @app.command()
+def export(
+    model: Annotated[str, typer.Argument(help="model folder (or 'minilm') to export")],
+    out: Annotated[Path, typer.Option(help="new folder for the export")],
+    onnx: Annotated[bool, typer.Option("--onnx", help="export to ONNX (the only format so far)")] = False,
+    quantize: Annotated[Optional[str], typer.Option(help="int8: dynamic int8 quantisation (per channel)")] = None,
+    min_cosine: Annotated[float, typer.Option(help="mean cosine to the source model at which the export keeps its fingerprint")] = 0.99,
+) -> None:
+    """Export MODEL for fast CPU query encoding with ONNX Runtime; search, index and serve accept the folder."""
+    from uae.retrieval.onnx_encoder import export_onnx
+
+    if not onnx:
+        _fail("uae export: pass --onnx (the only export format so far)")
+    manifest = _guarded(lambda: export_onnx(model, out, quantize, min_cosine))
+    cosine = manifest["cosine_to_source"]
+    console.print(f"exported {model} to {out} ({manifest['precision']}); cosine to the source: mean {cosine['mean']:.4f}, "
+                  f"min {cosine['min']:.4f} over {cosine['texts']} texts")
+    if manifest["shares_source_fingerprint"]:
+        console.print(f"fingerprint {manifest['fingerprint']} (the source's): searches indexes built by {model}")
+    else:
+        console.print(f"[yellow]fingerprint {manifest['fingerprint']} (its own: mean cosine below {min_cosine}); "
+                      f"build an index with it: uae index {out} DATA")
+
+
+@app.command()
 def search(
     index_dir: Annotated[Path, typer.Argument(help="index folder from `uae index` or a run's index/")],
     query: Annotated[list[str], typer.Argument(help="one or more queries")],
     k: Annotated[int, typer.Option("-k", help="passages per query")] = 5,
     scope: Annotated[Optional[str], typer.Option(help="search only the passages of this doc_id")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+    model: Annotated[Optional[str], typer.Option(help="encode queries with this model (e.g. an ONNX export) instead of "
+                                                      "the index's; its fingerprint must match")] = None,
 ) -> None:
-    """Search an index with the model it was built with."""
+    """Search an index with the model it was built with (or an export of it)."""
     from uae.retrieval.retriever import Retriever
 
     def action():
-        retriever = Retriever.load(index_dir)
+        retriever = Retriever.load(index_dir, model_path=model)
         results = retriever.search(query, k, [scope] * len(query))
         texts = {p.id: p.text for p in retriever.index.passages}
         if as_json:
@@ -392,17 +418,24 @@ def serve(
     ef_search: Annotated[Optional[int], typer.Option(help="hnsw: override the stored efSearch")] = None,
     nprobe: Annotated[Optional[int], typer.Option(help="ivfpq: override the stored nprobe")] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level (warning hides the access log)")] = "info",
-    threads: Annotated[Optional[int], typer.Option(help="torch and FAISS threads (default: torch's, one per core)")] = None,
+    threads: Annotated[Optional[int], typer.Option(help="torch, ONNX Runtime and FAISS threads (default: one per core)")] = None,
+    api_key: Annotated[Optional[str], typer.Option(envvar="UAE_API_KEY", show_default=False,
+                                                   help="require 'Authorization: Bearer KEY' on every endpoint but /healthz "
+                                                        "(prefer the UAE_API_KEY variable: arguments show in ps)")] = None,
+    read_only: Annotated[bool, typer.Option("--read-only", help="refuse POST and DELETE /passages")] = False,
 ) -> None:
     """Serve search, embedding and live index edits over HTTP (OpenAPI at /docs)."""
     if threads is not None:
         os.environ["OMP_NUM_THREADS"] = str(threads)  # read by the OpenMP runtimes of torch and FAISS when they load
+        os.environ["UAE_ONNX_THREADS"] = str(threads)  # ONNX Runtime's intra-op threads for an ONNX model
     import uvicorn
 
     from uae.retrieval.retriever import Retriever
+    from uae.serving.access import check_bind
     from uae.serving.server import ServerSettings, create_app
 
     def action():
+        check_bind(host, api_key, read_only)
         if threads is not None:
             import torch
 
@@ -412,12 +445,13 @@ def serve(
         if tuning:
             retriever.index.tune(**tuning)
         settings = ServerSettings(batching=batching, max_batch=max_batch, max_wait_ms=max_wait_ms,
-                                  persist_dir=index_dir if persist else None)
+                                  persist_dir=index_dir if persist else None, api_key=api_key or None, read_only=read_only)
         return create_app(retriever, settings)
 
     api = _guarded(action)
     console.print(f"serving {index_dir} ({len(api.state.retriever.index)} passages) on http://{host}:{port} "
-                  f"(batching {'on' if batching else 'off'})")
+                  f"(batching {'on' if batching else 'off'}{', API key required' if api_key else ''}{', read-only' if read_only else ''}); "
+                  f"OpenAI embeddings at http://{host}:{port}/v1, model {api.state.retriever.model_name!r}")
     uvicorn.run(api, host=host, port=port, log_level=log_level)
 
 

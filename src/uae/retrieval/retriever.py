@@ -12,7 +12,7 @@ from pathlib import Path
 
 from uae.data.schema import Corpus
 from uae.errors import ModelIndexMismatch
-from uae.retrieval.encoders import encode, load_encoder, model_fingerprint, resolve_encoder
+from uae.retrieval.encoders import display_name, encode, load_encoder, model_fingerprint, resolve_encoder
 from uae.retrieval.index import DenseIndex, IndexConfig, SearchIndex, load_index
 from uae.retrieval.types import Hit
 
@@ -20,10 +20,12 @@ from uae.retrieval.types import Hit
 class Retriever:
     """A bi-encoder and the index its passage vectors live in."""
 
-    def __init__(self, model, index: SearchIndex, batch_size: int = 64):
+    def __init__(self, model, index: SearchIndex, batch_size: int = 64, model_name: str | None = None):
         self.model = model
         self.index = index
         self.batch_size = batch_size
+        self.model_name = model_name or display_name(index.meta.model)
+        """The encoder's name for people and clients: a hub name as given, a local folder by its name only."""
 
     @classmethod
     def build(
@@ -48,7 +50,7 @@ class Retriever:
         vectors = encode(model, corpus.texts, description="encoding passages", progress=progress)
         index = build_index(vectors, corpus, _absolute(resolve_encoder(model_path)), model_fingerprint(model_path),
                             index_config or IndexConfig(kind=kind), store, folder)
-        return cls(model, index)
+        return cls(model, index, model_name=display_name(model_path))
 
     @classmethod
     def load(cls, index_dir: str | os.PathLike, model_path: str | None = None) -> Retriever:
@@ -61,7 +63,7 @@ class Retriever:
                 f"{Path(index_dir)}: index was built by model {index.meta.model} (fingerprint {index.meta.fingerprint}), "
                 f"but {model_path} has fingerprint {fingerprint}; rebuild the index with `uae index`"
             )
-        return cls(load_encoder(model_path), index)
+        return cls(load_encoder(model_path), index, model_name=display_name(model_path))
 
     def save(self, index_dir: str | os.PathLike) -> Path:
         return self.index.save(index_dir)

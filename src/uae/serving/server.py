@@ -4,7 +4,9 @@
     uvicorn.run(app, host="127.0.0.1", port=8000)        # or: uae serve MODEL --index index
 
 Endpoints: ``POST /search``, ``POST /embed``, ``POST /passages`` (add), ``DELETE /passages``
-(remove), ``GET /healthz``, ``GET /stats``; the OpenAPI schema is at ``/openapi.json`` and
+(remove), ``GET /healthz``, ``GET /stats``, and the OpenAI embeddings API ``POST /v1/embeddings``,
+``GET /v1/models`` (:mod:`uae.serving.openai_api`); optional bearer auth and a read-only mode
+(:mod:`uae.serving.access`); the OpenAPI schema is at ``/openapi.json`` and
 ``/docs``. Request limits come from :class:`ServerSettings` and appear in the schema.
 
 Concurrent requests are micro-batched: each query (or text to embed) goes into an asyncio queue;
@@ -30,13 +32,15 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, StringConstraints
 
 from uae.data.schema import Passage
 from uae.retrieval.encoders import encode
 from uae.retrieval.index import DuplicatePassageError, UnknownPassageError
 from uae.retrieval.retriever import Retriever
 from uae.retrieval.types import Hit
+from uae.serving.access import AccessMiddleware
+from uae.serving.openai_api import add_openai_routes
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")
@@ -57,6 +61,9 @@ class ServerSettings(BaseModel):
     max_passage_chars: int = Field(20000, ge=1, description="longest passage or text to embed, in characters")
     persist_dir: Path | None = Field(None, description="save the index here after every add or remove")
     latency_window: int = Field(10000, ge=1, description="latencies kept per endpoint for the percentiles")
+    api_key: SecretStr | None = Field(None, description="when set, every endpoint but /healthz needs 'Authorization: Bearer <key>'")
+    read_only: bool = Field(False, description="refuse POST and DELETE /passages")
+    model_name: str | None = Field(None, description="the model's name in /stats and /v1/embeddings (default: its folder name)")
 
 
 # -- micro-batching -------------------------------------------------------------------------
@@ -361,8 +368,12 @@ def create_app(retriever: Retriever, settings: ServerSettings | None = None) -> 
     app = FastAPI(title="uae retrieval service", version="1", lifespan=lifespan,
                   description="Utility-aligned dense retrieval: search, embed, and edit a live FAISS index.")
     models = _request_models(settings)
-    stats = RequestStats({"/search", "/embed", "/passages", "/healthz", "/stats"}, settings.latency_window)
+    stats = RequestStats({"/search", "/embed", "/passages", "/healthz", "/stats", "/v1/embeddings", "/v1/models"},
+                         settings.latency_window)
+    api_key = settings.api_key.get_secret_value() if settings.api_key else None
+    app.add_middleware(AccessMiddleware, api_key=api_key, read_only=settings.read_only)
     app.add_middleware(StatsMiddleware, stats=stats)
+    model_name = settings.model_name or retriever.model_name
     app.state.retriever, app.state.settings, app.state.engine = retriever, settings, engine
     index = retriever.index
     index.has_scope("")  # builds the scope table now, so later checks on the event loop never wait for the lock
@@ -390,6 +401,8 @@ def create_app(retriever: Retriever, settings: ServerSettings | None = None) -> 
         vectors = await embedder.submit(request.texts)
         return {"embeddings": [v.tolist() for v in vectors], "dimension": index.meta.dimension,
                 "fingerprint": index.meta.fingerprint}
+
+    add_openai_routes(app, embedder, retriever.model, model_name, settings.max_queries, settings.max_passage_chars)
 
     @app.post("/passages", response_model=ChangeResponse, responses={409: {"description": "id already indexed"}})
     async def add_passages(request: AddRequest) -> dict:
@@ -426,7 +439,7 @@ def create_app(retriever: Retriever, settings: ServerSettings | None = None) -> 
             "corpus_size": len(index),
             "tombstones": index.tombstones,
             "index": {"kind": index.meta.kind, "params": index.meta.params, "dimension": index.meta.dimension},
-            "model": {"path": index.meta.model, "fingerprint": index.meta.fingerprint},
+            "model": {"name": model_name, "fingerprint": index.meta.fingerprint},
             "batching": {"enabled": settings.batching, "max_batch": settings.max_batch, "max_wait_ms": settings.max_wait_ms,
                          "encoder_calls": engine.encoder_calls, "search_batches": searcher.calls,
                          "search_queries": searcher.items},
