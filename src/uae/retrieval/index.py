@@ -129,6 +129,7 @@ class DenseIndex:
         self.meta = meta
         self.config = IndexConfig(kind=meta.kind, **meta.params)
         self._lock = threading.RLock()
+        self._save_lock = threading.Lock()
         self._slots: list[Passage | None] = [None] * _slot_count(faiss_index, meta.kind, rows)
         self._row_of: dict[str, int] = {}
         for row, passage in zip(rows, passages):
@@ -294,19 +295,28 @@ class DenseIndex:
         Returns:
             One list of hits per query, best first.
         """
+        return [[hit for hit, _ in hits] for hits in self.search_passages(query_vectors, k, scopes)]
+
+    def search_passages(self, query_vectors: np.ndarray, k: int,
+                        scopes: Sequence[str | None] | None = None) -> list[list[tuple[Hit, Passage]]]:
+        """:meth:`search`, each hit with its passage, all read under one lock: one version of the index.
+
+        A caller that looked the passages up afterwards could find some removed in between (a live
+        service deletes while it answers); these pairs never disagree with the ranking.
+        """
         if k < 1:
             raise ValueError(f"k must be at least 1, got {k}")
         query_vectors = _as_matrix(query_vectors, self.meta.dimension, "query vectors")
         scopes = list(scopes) if scopes is not None else [None] * len(query_vectors)
         if len(scopes) != len(query_vectors):
             raise ValueError(f"{len(scopes)} scopes for {len(query_vectors)} queries")
-        results: list[list[Hit]] = [[] for _ in range(len(query_vectors))]
+        results: list[list[tuple[Hit, Passage]]] = [[] for _ in range(len(query_vectors))]
         with self._lock:
             for scope, members in _group_by_scope(scopes).items():
                 scores, rows = self._search_scope(query_vectors[members], k, scope)
                 for member, member_scores, member_rows in zip(members, scores, rows):
                     results[member] = [
-                        Hit(self._slots[row].id, float(score))
+                        (Hit(self._slots[row].id, float(score)), self._slots[row])
                         for score, row in zip(member_scores.tolist(), member_rows.tolist())
                         if row >= 0
                     ]
@@ -375,6 +385,8 @@ class DenseIndex:
         """Write the index folder crash-safely: new version files first, then ``meta.json``.
 
         One process at a time may save into a folder (threads of this process are serialised).
+        The index lock is held only while the FAISS index is serialised to memory and the live
+        passages are listed, not while files are written, so searches and edits go on meanwhile.
 
         Args:
             folder: the index folder; created if missing, an older version in it is replaced.
@@ -385,15 +397,20 @@ class DenseIndex:
         folder = Path(folder)
         check_index_folder(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        with self._lock:
+        with self._save_lock:
+            with self._lock:  # a consistent snapshot: vectors and passages of the same moment
+                serialized = faiss.serialize_index(self.faiss_index)
+                rows = self._live_rows()
+                current = replace(self.meta, size=len(rows))
             previous = _referenced_files(folder)
-            version = max(self.meta.version, _stored_version(folder)) + 1
-            meta = replace(self.meta, size=len(self), version=version,
-                           index_file=f"index-{version:06d}.faiss", passages_file=f"passages-{version:06d}.parquet")
-            _write_faiss(self.faiss_index, folder / meta.index_file)
-            _write_passages(self._live_rows(), folder / meta.passages_file)
+            version = max(current.version, _stored_version(folder)) + 1
+            files = {"version": version, "index_file": f"index-{version:06d}.faiss", "passages_file": f"passages-{version:06d}.parquet"}
+            meta = replace(current, **files)
+            _write_bytes(serialized, folder / meta.index_file)
+            _write_passages(rows, folder / meta.passages_file)
             atomic_write_json(folder / META_FILE, asdict(meta), durable=True)
-            self.meta = meta
+            with self._lock:
+                self.meta = replace(self.meta, **files)
             removed = _remove_stale(folder, keep={META_FILE, meta.index_file, meta.passages_file})
         if orphans := sorted(set(removed) - previous):
             logger.warning("%s: removed %d file(s) left by an interrupted save: %s", folder, len(orphans), ", ".join(orphans))
@@ -519,9 +536,10 @@ def _group_by_scope(scopes: Sequence[str | None]) -> dict[str | None, list[int]]
 # -- files --------------------------------------------------------------------------------
 
 
-def _write_faiss(faiss_index: faiss.Index, path: Path) -> None:
+def _write_bytes(serialized: np.ndarray, path: Path) -> None:
+    """Write a serialised FAISS index (``faiss.serialize_index``: the bytes ``write_index`` writes)."""
     with atomic_path(path, durable=True) as tmp:
-        faiss.write_index(faiss_index, str(tmp))
+        serialized.tofile(tmp)
 
 
 def _write_passages(rows: list[tuple[int, Passage]], path: Path) -> None:
