@@ -82,6 +82,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--no-write", action="store_true", help="do not append to BENCHMARKS.md")
     parser.add_argument("--mixed", action="store_true", help="70%% search, 10%% embed, 10%% add, 10%% delete at one concurrency "
                         "(default 64), writes checked by the next search and after a restart")
+    parser.add_argument("--start-timeout", type=float, default=180.0, help="seconds to wait for a server's /healthz")
     parser.add_argument("--persist", action=argparse.BooleanOptionalAction, default=True,
                         help="--mixed: run the server with --persist (default) and check the folder after it stops")
     return parser.parse_args()
@@ -128,7 +129,8 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def start_server(index_dir: Path, batching: bool, threads: int, log: Path, extra: tuple[str, ...] = ()) -> tuple[subprocess.Popen, str]:
+def start_server(index_dir: Path, batching: bool, threads: int, log: Path, extra: tuple[str, ...] = (),
+                 timeout: float = 180.0) -> tuple[subprocess.Popen, str]:
     port = free_port()
     command = [sys.executable, "-m", "uae.cli", "serve", "minilm", "--index", str(index_dir), "--host", "127.0.0.1",
                "--port", str(port), "--log-level", "warning", "--threads", str(threads),
@@ -136,7 +138,7 @@ def start_server(index_dir: Path, batching: bool, threads: int, log: Path, extra
     with open(log, "w") as handle:  # the child keeps its own copy of the descriptor
         process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, cwd=ROOT)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 180
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise SystemExit(f"the server exited with {process.returncode}:\n{log.read_text()[-3000:]}")
@@ -147,7 +149,7 @@ def start_server(index_dir: Path, batching: bool, threads: int, log: Path, extra
             pass
         time.sleep(0.25)
     stop_server(process)
-    raise SystemExit("the server did not answer /healthz within 180 s")
+    raise SystemExit(f"the server did not answer /healthz within {timeout:.0f} s (--start-timeout)")
 
 
 def stop_server(process: subprocess.Popen) -> None:
@@ -240,7 +242,8 @@ def run_modes(index_dir: Path, questions: list[str], args, log_dir: Path) -> dic
     modes: dict[str, list[dict]] = {"on": [], "off": []}
     try:
         for mode in modes:
-            servers[mode] = start_server(index_dir, mode == "on", args.server_threads, log_dir / f"server-{mode}.log")
+            servers[mode] = start_server(index_dir, mode == "on", args.server_threads, log_dir / f"server-{mode}.log",
+                                         timeout=args.start_timeout)
         for position, concurrency in enumerate(args.concurrency):
             for mode in (("on", "off") if position % 2 == 0 else ("off", "on")):
                 level = measure_level(*servers[mode], questions, concurrency, args)
@@ -348,7 +351,8 @@ def run_mixed(index_dir: Path, sentences: list[tuple[str, str]], questions: list
     originals = {p.id: p.text for p in DenseIndex.load(live).passages}
     state = MixedState(originals, unique[args.passages:])
     concurrency = max(args.concurrency)
-    process, url = start_server(live, True, args.server_threads, tmp / "server-mixed.log", ("--persist",) if args.persist else ())
+    process, url = start_server(live, True, args.server_threads, tmp / "server-mixed.log", ("--persist",) if args.persist else (),
+                                timeout=args.start_timeout)
     try:
         asyncio.run(warm_up(url, questions, args.k))
         cpu_before = cpu_seconds(process)

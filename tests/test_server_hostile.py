@@ -136,3 +136,14 @@ def test_acknowledged_edits_are_visible_and_survive_a_restart(retriever, tmp_pat
     reloaded = Retriever.load(folder, model_path=str(tiny_encoder_dir))
     assert {p.id for p in reloaded.index.passages} == live
     assert {f"w{w}-{n}" for w in range(6) for n in (1, 2)} <= live and not {f"w{w}-0" for w in range(6)} & live
+
+
+@pytest.mark.parametrize(("path", "body"), [
+    ("/search", b'{"queries": [{"text": "bad \\ud800 text"}]}'),
+    ("/embed", b'{"texts": ["\\udfff"]}'),
+    ("/passages", b'{"passages": [{"id": "s", "text": "fine", "title": "\\ud800"}]}'),
+])
+def test_lone_surrogates_are_a_422_not_a_crash(client, path, body):
+    """(Already so before issue 16: pydantic refuses them; kept so that it stays so.)"""
+    response = client.post(path, content=body, headers={"content-type": "application/json"})
+    assert response.status_code == 422 and "valid string" in response.json()["detail"]
