@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 
@@ -188,12 +189,14 @@ def test_save_load_keeps_edits_and_tombstones(corpus, kind, tmp_path):
 
 
 def _crash_faiss_write(monkeypatch):
-    def half_written(faiss_index, path):
-        with open(path, "wb") as handle:
+    @contextlib.contextmanager
+    def half_written(path, durable=False):  # the index file is the only one index.py writes through atomic_path
+        with open(path.with_name(path.name + ".tmp"), "wb") as handle:
             handle.write(b"\0" * 10)
         raise OSError("disk full")
+        yield
 
-    monkeypatch.setattr(faiss, "write_index", half_written)
+    monkeypatch.setattr(index_module, "atomic_path", half_written)
 
 
 def _crash_passages_write(monkeypatch):

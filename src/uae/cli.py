@@ -34,12 +34,12 @@ def _fail(message: str) -> None:
 
 def _guarded(action):
     """Run ``action``; input errors (:data:`uae.errors.USER_ERRORS`) become one red line and exit code 2, not a traceback."""
-    from uae.errors import USER_ERRORS
+    from uae.errors import USER_ERRORS, one_line
 
     try:
         return action()
     except USER_ERRORS as err:
-        _fail(str(err))
+        _fail(one_line(err))
 
 
 def _read_pooled(data: Path, pools: Path):
@@ -50,6 +50,8 @@ def _read_pooled(data: Path, pools: Path):
 
     dataset = read_dataset(data)
     pool_table = read_pools(pools)
+    if not pool_table:
+        raise DataError(pools, None, "no pools in this file; expected the pools of `uae mine` (did mining find no usable queries?)")
     if unknown := [qid for qid in pool_table if qid not in dataset.queries]:
         raise DataError(pools, None, f"{len(unknown)} pooled query id(s) are not in {data}/queries.jsonl, "
                                      f"e.g. {unknown[:5]}; were the pools mined from another dataset?")
@@ -63,7 +65,7 @@ def _peak_memory_mib() -> float:
 @app.command()
 def quickstart(
     out: Annotated[Path, typer.Option(help="run folder")] = Path("runs/quickstart"),
-    steps: Annotated[int, typer.Option(help="training steps")] = 0,
+    steps: Annotated[int, typer.Option(help="training steps (0: the default)", min=0)] = 0,
     fresh: Annotated[bool, typer.Option(help="recompute every stage")] = False,
 ) -> None:
     """Every stage, offline, on the embedded synthetic QA set: MiniLM base, Dirichlet teacher."""
@@ -104,8 +106,8 @@ def mine(
     out: Annotated[Path, typer.Option(help="pools parquet file")] = Path("pools.parquet"),
     split: Annotated[str, typer.Option(help="qrels split whose queries get pools")] = "train",
     model: Annotated[str, typer.Option(help="base encoder (path, hub name, or 'minilm')")] = "minilm",
-    pool_size: Annotated[int, typer.Option(help="candidates per query")] = 16,
-    depth: Annotated[int, typer.Option(help="depth of each ranking before fusion")] = 100,
+    pool_size: Annotated[int, typer.Option(help="candidates per query", min=2)] = 16,
+    depth: Annotated[int, typer.Option(help="depth of each ranking before fusion", min=1)] = 100,
     include_gold: Annotated[bool, typer.Option(help="always include gold evidence")] = True,
 ) -> None:
     """Mine candidate pools with BM25 + the base encoder, fused by reciprocal rank."""
@@ -117,7 +119,7 @@ def mine(
 
     def action():
         dataset = read_dataset(data)
-        queries, skipped = dataset.usable_queries(split)
+        queries, skipped = dataset.training_queries(split)
         report_skips("mine", skipped)
         retriever = Retriever.build(model, dataset.corpus)
         pools = mine_pools(dataset, queries, retriever, pool_size, depth, include_gold)
@@ -133,14 +135,14 @@ def label(
     pools: Annotated[Path, typer.Option(help="pools parquet from `uae mine`")] = Path("pools.parquet"),
     out: Annotated[Path, typer.Option(help="labels folder (resumable)")] = Path("labels"),
     teacher: Annotated[str, typer.Option(help="dirichlet | dirichlet:mu=N | hf:<model-or-path> | openai:<base_url> | vllm:<model>")] = "dirichlet",
-    part_queries: Annotated[int, typer.Option(help="queries per part file (unit of resumption)")] = 64,
-    batch_tokens: Annotated[int, typer.Option(help="hf: padded tokens per forward pass")] = 4096,
+    part_queries: Annotated[int, typer.Option(help="queries per part file (unit of resumption)", min=1)] = 64,
+    batch_tokens: Annotated[int, typer.Option(help="hf: padded tokens per forward pass", min=1)] = 4096,
     model: Annotated[Optional[str], typer.Option(help="openai: served model name (default: the only one the server lists)")] = None,
-    concurrency: Annotated[int, typer.Option(help="openai: requests in flight")] = 8,
+    concurrency: Annotated[int, typer.Option(help="openai: requests in flight", min=1)] = 8,
     ray: Annotated[bool, typer.Option("--ray/--no-ray", help="spread parts over Ray workers (one per GPU)")] = False,
     ray_address: Annotated[Optional[str], typer.Option(help="--ray: cluster address (auto, ray://host:10001); default a local Ray")] = None,
-    workers: Annotated[Optional[int], typer.Option(help="--ray: number of workers (default one per GPU, else per CPU)")] = None,
-    gpus_per_worker: Annotated[Optional[float], typer.Option(help="--ray: GPUs per worker (default 1 if the cluster has GPUs, else 0)")] = None,
+    workers: Annotated[Optional[int], typer.Option(help="--ray: number of workers (default one per GPU, else per CPU)", min=1)] = None,
+    gpus_per_worker: Annotated[Optional[float], typer.Option(help="--ray: GPUs per worker (default 1 if the cluster has GPUs, else 0)", min=0)] = None,
 ) -> None:
     """Score each pooled passage: the answer's NLL with and without it, per gold answer."""
     from uae.labeling import label_pools
@@ -272,7 +274,7 @@ def _labels_teacher(labels: list[Path]) -> str | None:
 def qrels(
     from_utilities: Annotated[Path, typer.Option("--from-utilities", help="labels folder from `uae label`, or its nlls.parquet")],
     out: Annotated[Path, typer.Option(help="qrels TSV to write, e.g. DATA/qrels/teacher_b.tsv (then `uae eval DATA --split teacher_b`)")],
-    grades: Annotated[int, typer.Option(help="highest grade G; helpful passages get 1..G")] = 3,
+    grades: Annotated[int, typer.Option(help="highest grade G; helpful passages get 1..G", min=1)] = 3,
     aggregate: Annotated[str, typer.Option(help="mean | max over several gold answers")] = "mean",
     scheme: Annotated[str, typer.Option(help="quantile (within-query quantiles of positive utilities) | threshold")] = "quantile",
     thresholds: Annotated[Optional[str], typer.Option(help="threshold scheme: G-1 increasing utilities (nats/token), comma-separated")] = None,
@@ -322,13 +324,14 @@ def index(
 ) -> None:
     """Encode the corpus with MODEL and write an index bound to it (FAISS, or a Milvus collection with --backend milvus)."""
     from uae.data.beir import read_dataset
-    from uae.retrieval.index import IndexConfig
+    from uae.retrieval.index import IndexConfig, check_index_folder
     from uae.retrieval.retriever import Retriever
 
     def action():
         options = {"hnsw_m": hnsw_m, "ef_construction": ef_construction, "ef_search": ef_search, "nlist": nlist,
                    "pq_m": pq_m, "nbits": nbits, "nprobe": nprobe}
         config = IndexConfig(kind=kind, **{name: value for name, value in options.items() if value is not None})
+        check_index_folder(out)  # before the encoding, not after it
         store = _store_config(backend, uri, collection, replace_collection)
         dataset = read_dataset(data)
         Retriever.build(model, dataset.corpus, index_config=config, store=store, folder=out).save(out)
@@ -379,7 +382,7 @@ def export(
 def search(
     index_dir: Annotated[Path, typer.Argument(help="index folder from `uae index` or a run's index/")],
     query: Annotated[list[str], typer.Argument(help="one or more queries")],
-    k: Annotated[int, typer.Option("-k", help="passages per query")] = 5,
+    k: Annotated[int, typer.Option("-k", help="passages per query", min=1)] = 5,
     scope: Annotated[Optional[str], typer.Option(help="search only the passages of this doc_id")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
     model: Annotated[Optional[str], typer.Option(help="encode queries with this model (e.g. an ONNX export) instead of "
@@ -390,6 +393,8 @@ def search(
 
     def action():
         retriever = Retriever.load(index_dir, model_path=model)
+        if scope is not None and not retriever.index.has_scope(scope):
+            raise ValueError(f"--scope: unknown scope {scope!r} (no passage of {index_dir} has this doc_id)")
         results = retriever.search(query, k, [scope] * len(query))
         texts = {p.id: p.text for p in retriever.index.passages}
         if as_json:
@@ -410,15 +415,15 @@ def serve(
     model: Annotated[str, typer.Argument(help="model folder (or 'minilm') the index was built with")],
     index_dir: Annotated[Path, typer.Option("--index", help="index folder from `uae index`")],
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="port to listen on")] = 8000,
+    port: Annotated[int, typer.Option(help="port to listen on (0: any free port)", min=0, max=65535)] = 8000,
     batching: Annotated[bool, typer.Option("--batching/--no-batching", help="micro-batch concurrent queries")] = True,
-    max_batch: Annotated[int, typer.Option(help="most queries per encoder call")] = 64,
-    max_wait_ms: Annotated[float, typer.Option(help="longest wait for more queries, in ms")] = 5.0,
+    max_batch: Annotated[int, typer.Option(help="most queries per encoder call", min=1)] = 64,
+    max_wait_ms: Annotated[float, typer.Option(help="longest wait for more queries, in ms", min=0)] = 5.0,
     persist: Annotated[bool, typer.Option("--persist/--no-persist", help="save the index folder after every add or remove")] = False,
-    ef_search: Annotated[Optional[int], typer.Option(help="hnsw: override the stored efSearch")] = None,
-    nprobe: Annotated[Optional[int], typer.Option(help="ivfpq: override the stored nprobe")] = None,
+    ef_search: Annotated[Optional[int], typer.Option(help="hnsw: override the stored efSearch", min=1)] = None,
+    nprobe: Annotated[Optional[int], typer.Option(help="ivfpq: override the stored nprobe", min=1)] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level (warning hides the access log)")] = "info",
-    threads: Annotated[Optional[int], typer.Option(help="torch, ONNX Runtime and FAISS threads (default: one per core)")] = None,
+    threads: Annotated[Optional[int], typer.Option(help="torch, ONNX Runtime and FAISS threads (default: one per core)", min=1)] = None,
     api_key: Annotated[Optional[str], typer.Option(envvar="UAE_API_KEY", show_default=False,
                                                    help="require 'Authorization: Bearer KEY' on every endpoint but /healthz "
                                                         "(prefer the UAE_API_KEY variable: arguments show in ps)")] = None,
@@ -462,16 +467,16 @@ def evaluate_command(
     split: Annotated[str, typer.Option(help="qrels split to evaluate")] = "test",
     out: Annotated[Path, typer.Option(help="folder for metrics.json and report.md")] = Path("eval"),
     base_model: Annotated[str, typer.Option(help="base encoder")] = "minilm",
-    depth: Annotated[int, typer.Option(help="ranking depth")] = 100,
+    depth: Annotated[int, typer.Option(help="ranking depth", min=1)] = 100,
     teacher: Annotated[str, typer.Option(help="teacher of the oracle row")] = "dirichlet",
     rerank: Annotated[list[str], typer.Option(help="re-ranker METHOD:BACKEND over the base top-K, repeatable: "
                                               "upr:hf:<model>, judge:hf:<model>, rankgpt:hf:<model>, oracle:dirichlet")] = [],
-    rerank_depth: Annotated[int, typer.Option(help="K: base-encoder passages each re-ranker re-scores")] = 20,
+    rerank_depth: Annotated[int, typer.Option(help="K: base-encoder passages each re-ranker re-scores", min=1)] = 20,
     generate: Annotated[Optional[str], typer.Option(help="answer quality: a reader answers from each system's top-k: "
                                                     "extractive (offline, not an LLM) | hf:<model> | openai:<base_url>")] = None,
-    generate_k: Annotated[int, typer.Option(help="--generate: passages given to the reader")] = 5,
+    generate_k: Annotated[int, typer.Option(help="--generate: passages given to the reader", min=1)] = 5,
     generate_prompt: Annotated[Optional[str], typer.Option(help="--generate hf:/openai: prompt template with {context} and {question}")] = None,
-    max_new_tokens: Annotated[int, typer.Option(help="--generate hf:/openai: most tokens per answer")] = 32,
+    max_new_tokens: Annotated[int, typer.Option(help="--generate hf:/openai: most tokens per answer", min=1)] = 32,
 ) -> None:
     """Compare BM25, the base encoder, the teacher oracle, trained models and LLM re-rankers on a split."""
     from uae.config import EvalConfig, GenerationConfig, LabelingConfig, RunConfig

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from uae.errors import DataError
+from uae.errors import DataError, validation_problems
 from uae.retrieval.encoders import DEFAULT_ENCODER
 
 LossName = Literal["um_infonce", "infonce_gold", "hard_utility", "pool_kl", "margin_mse"]
@@ -86,7 +86,7 @@ class LabelingConfig(_Strict):
 
 class TrainingConfig(_Strict):
     loss: LossName = "um_infonce"
-    tau_s: float = Field(0.05, gt=0, description="student temperature")
+    tau_s: float = Field(0.05, gt=0, allow_inf_nan=False, description="student temperature")
     hard_mix: float = Field(0.0, ge=0, le=1, description="lam in (1-lam) L_soft + lam L_hard")
     steps: int = Field(160, ge=1, description="optimisation steps (the most: model selection may stop earlier)")
     batch_size: int = Field(8, ge=1, description="queries per step")
@@ -99,7 +99,7 @@ class TrainingConfig(_Strict):
     multi_positive: Literal["spread", "mask"] = Field(
         "spread", description="infonce_gold with several gold passages in a row: spread the positive mass over them, "
         "or mask the other gold passages out of each positive's softmax")
-    learning_rate: float = Field(3e-5, gt=0)
+    learning_rate: float = Field(3e-5, gt=0, allow_inf_nan=False)
     warmup_ratio: float = Field(0.1, ge=0, lt=1)
     max_seq_length: int = Field(128, ge=8, description="tokens per text in training; the saved model keeps the base encoder's length for search")
     seed: int = 13
@@ -144,7 +144,8 @@ class GenerationConfig(_Strict):
 class TeacherMixConfig(_Strict):
     """How the utilities of several teachers become one target (``uae train --labels A --labels B``)."""
 
-    weights: list[float] | None = Field(None, description="one weight per teacher, in --labels order (default: equal)")
+    weights: list[Annotated[float, Field(ge=0, allow_inf_nan=False)]] | None = Field(
+        None, description="one weight per teacher, in --labels order (default: equal)")
     mode: Literal["mean_distribution", "mean_zscore"] = "mean_distribution"
 
 
@@ -186,8 +187,7 @@ def load_config(path: str | os.PathLike) -> RunConfig:
     try:
         config = RunConfig(**raw)
     except ValidationError as err:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())
-        raise DataError(path, None, f"invalid config ({problems})") from None
+        raise DataError(path, None, f"invalid config ({validation_problems(err)})") from None
     base = path.parent
     updates = {"data": _resolve(base, config.data), "out": _resolve(base, config.out)}
     if Path(base / config.base_model).exists():

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
+from pathlib import Path
 from types import ModuleType
 
 
@@ -19,6 +21,38 @@ class DataError(ValueError):
         super().__init__(f"{where}: {expected}")
         self.path = str(path)
         self.line = line
+
+
+class UnknownSplit(ValueError):
+    """A qrels split was asked for that the dataset does not have; the message lists the ones it has."""
+
+
+class ModelNotFound(FileNotFoundError):
+    """A model (encoder or teacher) is neither a local folder nor a loadable Hugging Face model id."""
+
+
+_REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$")
+
+
+def check_model_reference(name_or_path: str, what: str = "model") -> None:
+    """Refuse, with one line, a model that is neither an existing path nor shaped like a hub id (``owner/name``).
+
+    Without this, transformers answers a missing folder with a validation error about repository
+    names or a long ``OSError``; a path the user meant (``/models/x``, ``./out/model``) is named as such.
+
+    Raises:
+        ModelNotFound: ``name_or_path`` does not exist and cannot be a Hugging Face model id.
+    """
+    if Path(name_or_path).expanduser().exists():
+        return
+    if not _REPO_ID.match(name_or_path) or ".." in name_or_path or name_or_path.startswith((".", "~")):
+        raise ModelNotFound(f"{what} {name_or_path!r}: no such file or folder (and not a Hugging Face model id owner/name)")
+
+
+def model_load_error(name_or_path: str, err: OSError, what: str = "model") -> ModelNotFound:
+    """One line for an ``OSError`` of ``from_pretrained`` (a missing hub model, a folder without weights)."""
+    first = next((line.strip() for line in str(err).splitlines() if line.strip()), type(err).__name__)
+    return ModelNotFound(f"{what} {name_or_path!r} could not be loaded: {first}")
 
 
 class DownloadError(ValueError):
@@ -59,6 +93,19 @@ def import_optional(module: str, install: str) -> ModuleType:
         return importlib.import_module(module)
     except ImportError as err:
         raise MissingExtra(f"{install} ({err})") from err
+
+
+def validation_problems(err: Exception) -> str:
+    """``field.sub: message; ...`` for a pydantic ``ValidationError`` (one line, every problem)."""
+    return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'value'}: {e['msg']}" for e in err.errors())
+
+
+def one_line(err: BaseException, limit: int = 2000) -> str:
+    """The message of a user error as one line: a pydantic error lists its fields, a multi-line message is joined."""
+    if callable(getattr(err, "errors", None)) and hasattr(err, "title"):  # pydantic.ValidationError, without importing it
+        return f"invalid {err.title} ({validation_problems(err)})"
+    text = " | ".join(line.strip() for line in str(err).splitlines() if line.strip()) or type(err).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 USER_ERRORS: tuple[type[BaseException], ...] = (

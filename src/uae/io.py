@@ -37,7 +37,11 @@ def atomic_path(path: str | os.PathLike, durable: bool = False) -> Iterator[Path
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    yield tmp
+    try:
+        yield tmp
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a failed write leaves nothing behind, not even its temporary file
+        raise
     if durable:
         fsync_path(tmp)
     os.replace(tmp, path)

@@ -453,7 +453,7 @@ def run_pipeline(config: RunConfig, progress: bool = True, dataset: Dataset | No
     config.out_dir.mkdir(parents=True, exist_ok=True)
     (config.out_dir / "config.json").write_text(config.model_dump_json(indent=2))
     dataset = dataset if dataset is not None else read_dataset(config.data)
-    train_queries, train_skipped = dataset.usable_queries(config.train_split, evidence=config.evidence)
+    train_queries, train_skipped = dataset.training_queries(config.train_split, evidence=config.evidence)
     report_skips(f"train split ({config.train_split})", train_skipped)
     state = distributed_state()
     with state.main_process_first() if state else contextlib.nullcontext():

@@ -13,7 +13,9 @@ the line and what was expected. Nothing is dropped silently.
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -37,6 +39,32 @@ def _read_lines(path: Path) -> Iterator[tuple[int, str]]:
                 yield number, line
 
 
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def lone_surrogate(value: Any, where: str = "") -> str | None:
+    """Where in a parsed JSON value a string holds a lone UTF-16 surrogate (``"\\ud800"``), or ``None``.
+
+    JSON escapes may spell such code points, and ``json.loads`` returns them, but they are not
+    text: they cannot be written as UTF-8 and tokenizers reject them. The answer is a field path
+    such as ``'text'`` or ``'answers'[1]``.
+    """
+    if isinstance(value, str):
+        return (where or "value") if _LONE_SURROGATE.search(value) else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            inner = f"{where}[{key!r}]" if where else repr(key)
+            if _LONE_SURROGATE.search(key):
+                return inner
+            if (found := lone_surrogate(item, inner)) is not None:
+                return found
+    if isinstance(value, list):
+        for position, item in enumerate(value):
+            if (found := lone_surrogate(item, f"{where}[{position}]")) is not None:
+                return found
+    return None
+
+
 def json_object(line: str, path: Path, number: int) -> dict[str, Any]:
     """Parse one JSON-lines record, or raise a :class:`DataError` naming the file and line."""
     try:
@@ -45,6 +73,8 @@ def json_object(line: str, path: Path, number: int) -> dict[str, Any]:
         raise DataError(path, number, f"expected one JSON object per line ({err.msg})") from None
     if not isinstance(record, dict):
         raise DataError(path, number, f"expected a JSON object, found {type(record).__name__}")
+    if (field := lone_surrogate(record)) is not None:
+        raise DataError(path, number, f"expected text in field {field}, found a lone UTF-16 surrogate escape (\\ud800-\\udfff)")
     return record
 
 
@@ -131,6 +161,7 @@ def read_qrels(path: str | os.PathLike, corpus: Corpus, queries: dict[str, Query
     """Read one ``qrels/<split>.tsv``; every id must exist and grades must be integers >= 0."""
     path = Path(path)
     qrels: Qrels = {}
+    first_line: dict[tuple[str, str], int] = {}
     for number, line in _read_lines(path):
         fields = line.rstrip("\r\n").split("\t")
         if number == 1 and fields[0] in ("query-id", "query_id", "qid"):
@@ -144,14 +175,27 @@ def read_qrels(path: str | os.PathLike, corpus: Corpus, queries: dict[str, Query
             raise DataError(path, number, f"expected a query id from queries.jsonl, found unknown {qid!r}")
         if pid not in corpus:
             raise DataError(path, number, f"expected a passage id from corpus.jsonl, found unknown {pid!r}")
-        try:
-            grade = int(float(grade_text))
-        except ValueError:
-            raise DataError(path, number, f"expected an integer score, found {grade_text!r}") from None
-        if grade < 0:
-            raise DataError(path, number, f"expected a score >= 0, found {grade}")
-        qrels.setdefault(qid, {})[pid] = grade
+        grade = _grade(grade_text, path, number)
+        judged = qrels.setdefault(qid, {})
+        if pid in judged and judged[pid] != grade:
+            raise DataError(path, number, f"expected one grade per (query, passage): {qid!r}, {pid!r} has grade {grade} here "
+                                          f"and {judged[pid]} on line {first_line[qid, pid]}")
+        first_line.setdefault((qid, pid), number)
+        judged[pid] = grade
     return qrels
+
+
+def _grade(text: str, path: Path, number: int) -> int:
+    """A qrels score: an integer >= 0 (``2`` or ``2.0``); fractions, infinities and NaN are errors, never truncated."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise DataError(path, number, f"expected an integer score, found {text!r}") from None
+    if not math.isfinite(value) or value != int(value):
+        raise DataError(path, number, f"expected an integer score (graded relevance 0, 1, 2, ...), found {text!r}")
+    if value < 0:
+        raise DataError(path, number, f"expected a score >= 0, found {text!r}")
+    return int(value)
 
 
 def read_dataset(folder: str | os.PathLike, name: str | None = None) -> Dataset:

@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
+from uae.errors import UnknownSplit
+
 Qrels = dict[str, dict[str, int]]
 """``{query_id: {passage_id: grade}}``; grades are non-negative integers, 0 = judged irrelevant."""
 
@@ -132,7 +134,7 @@ class Dataset:
     def split_queries(self, split: str) -> list[Query]:
         """Queries judged in ``split``, in qrels order."""
         if split not in self.qrels:
-            raise KeyError(f"dataset {self.name!r} has no split {split!r}; has {sorted(self.qrels)}")
+            raise UnknownSplit(f"dataset {self.name!r} has no split {split!r} (no qrels/{split}.tsv); expected one of {sorted(self.qrels)}")
         return [self.queries[qid] for qid in self.qrels[split]]
 
     def usable_queries(self, split: str, evidence: bool = True) -> tuple[list[Query], SkipReport]:
@@ -147,6 +149,20 @@ class Dataset:
             else:
                 usable.append(query)
         return usable, skipped
+
+    def training_queries(self, split: str, evidence: bool = True) -> tuple[list[Query], SkipReport]:
+        """:meth:`usable_queries` for a stage that needs at least one (mining, training); none is an error that says why.
+
+        Raises:
+            ValueError: ``split`` has no usable query; the message gives the counts of what was left out.
+        """
+        queries, skipped = self.usable_queries(split, evidence)
+        if not queries:
+            judged = len(self.qrels[split])
+            why = "; ".join(skipped.lines()) if skipped.total else f"qrels/{split}.tsv judges no query"
+            raise ValueError(f"dataset {self.name!r}, split {split!r}: no usable queries ({judged} judged; {why}); expected "
+                             f"queries with an answer{' and a relevant passage (grade > 0)' if evidence else ''}")
+        return queries, skipped
 
     def without_evidence(self) -> Dataset:
         """This dataset with every relevance judgement removed; which queries belong to which split is kept.

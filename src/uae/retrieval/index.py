@@ -36,6 +36,7 @@ is its second implementation, and :func:`load_index` opens either from an index 
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import re
@@ -63,6 +64,9 @@ PASSAGE_SCHEMA = pa.schema(
 INDEX_KINDS = ("exact", "hnsw", "ivfpq")
 META_FILE = "meta.json"
 _OWNED_FILE = re.compile(r"^(index(-\d+)?\.faiss|passages(-\d+)?\.parquet|meta\.json)(\.tmp)?$")
+_INTERRUPTED_FILE = re.compile(r"^(index-\d+\.faiss|passages-\d+\.parquet|meta\.json)(\.tmp)?$")
+"""Names only a save of this module writes: what a killed first save may leave in a folder without ``meta.json``."""
+logger = logging.getLogger(__name__)
 
 
 class IndexConfig(BaseModel):
@@ -196,6 +200,7 @@ class DenseIndex:
         self.meta = meta
         self.config = IndexConfig(kind=meta.kind, **meta.params)
         self._lock = threading.RLock()
+        self._save_lock = threading.Lock()
         self._slots: list[Passage | None] = [None] * _slot_count(faiss_index, meta.kind, rows)
         self._row_of: dict[str, int] = {}
         for row, passage in zip(rows, passages):
@@ -361,19 +366,28 @@ class DenseIndex:
         Returns:
             One list of hits per query, best first.
         """
+        return [[hit for hit, _ in hits] for hits in self.search_passages(query_vectors, k, scopes)]
+
+    def search_passages(self, query_vectors: np.ndarray, k: int,
+                        scopes: Sequence[str | None] | None = None) -> list[list[tuple[Hit, Passage]]]:
+        """:meth:`search`, each hit with its passage, all read under one lock: one version of the index.
+
+        A caller that looked the passages up afterwards could find some removed in between (a live
+        service deletes while it answers); these pairs never disagree with the ranking.
+        """
         if k < 1:
             raise ValueError(f"k must be at least 1, got {k}")
         query_vectors = as_matrix(query_vectors, self.meta.dimension, "query vectors")
         scopes = list(scopes) if scopes is not None else [None] * len(query_vectors)
         if len(scopes) != len(query_vectors):
             raise ValueError(f"{len(scopes)} scopes for {len(query_vectors)} queries")
-        results: list[list[Hit]] = [[] for _ in range(len(query_vectors))]
+        results: list[list[tuple[Hit, Passage]]] = [[] for _ in range(len(query_vectors))]
         with self._lock:
             for scope, members in group_by_scope(scopes).items():
                 scores, rows = self._search_scope(query_vectors[members], k, scope)
                 for member, member_scores, member_rows in zip(members, scores, rows):
                     results[member] = [
-                        Hit(self._slots[row].id, float(score))
+                        (Hit(self._slots[row].id, float(score)), self._slots[row])
                         for score, row in zip(member_scores.tolist(), member_rows.tolist())
                         if row >= 0
                     ]
@@ -442,6 +456,8 @@ class DenseIndex:
         """Write the index folder crash-safely: new version files first, then ``meta.json``.
 
         One process at a time may save into a folder (threads of this process are serialised).
+        The index lock is held only while the FAISS index is serialised to memory and the live
+        passages are listed, not while files are written, so searches and edits go on meanwhile.
 
         Args:
             folder: the index folder; created if missing, an older version in it is replaced.
@@ -450,16 +466,25 @@ class DenseIndex:
             The folder.
         """
         folder = Path(folder)
+        check_index_folder(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        with self._lock:
-            version = max(self.meta.version, _stored_version(folder)) + 1
-            meta = replace(self.meta, size=len(self), version=version,
-                           index_file=f"index-{version:06d}.faiss", passages_file=f"passages-{version:06d}.parquet")
-            _write_faiss(self.faiss_index, folder / meta.index_file)
-            _write_passages(self._live_rows(), folder / meta.passages_file)
+        with self._save_lock:
+            with self._lock:  # a consistent snapshot: vectors and passages of the same moment
+                serialized = faiss.serialize_index(self.faiss_index)
+                rows = self._live_rows()
+                current = replace(self.meta, size=len(rows))
+            previous = _referenced_files(folder)
+            version = max(current.version, _stored_version(folder)) + 1
+            files = {"version": version, "index_file": f"index-{version:06d}.faiss", "passages_file": f"passages-{version:06d}.parquet"}
+            meta = replace(current, **files)
+            _write_bytes(serialized, folder / meta.index_file)
+            _write_passages(rows, folder / meta.passages_file)
             atomic_write_json(folder / META_FILE, asdict(meta), durable=True)
-            self.meta = meta
-            _remove_stale(folder, keep={META_FILE, meta.index_file, meta.passages_file})
+            with self._lock:
+                self.meta = replace(self.meta, **files)
+            removed = _remove_stale(folder, keep={META_FILE, meta.index_file, meta.passages_file})
+        if orphans := sorted(set(removed) - previous):
+            logger.warning("%s: removed %d file(s) left by an interrupted save: %s", folder, len(orphans), ", ".join(orphans))
         return folder
 
     def _live_rows(self) -> list[tuple[int, Passage]]:
@@ -470,11 +495,15 @@ class DenseIndex:
         """Read an index folder written by :meth:`save` (or by versions before it)."""
         folder = Path(folder)
         meta = _read_meta(folder)
-        rows, passages = _read_passages(folder / meta.passages_file)
-        index_path = folder / meta.index_file
+        rows, passages = _read_passages(_inside(folder, meta.passages_file))
+        index_path = _inside(folder, meta.index_file)
         if not index_path.is_file():
             raise DataError(index_path, None, "file not found (named in meta.json)")
-        faiss_index = _upgrade_legacy(faiss.read_index(str(index_path)), meta.kind)
+        try:
+            faiss_index = faiss.read_index(str(index_path))
+        except RuntimeError as err:  # FAISS reports a truncated or foreign file as a C++ assertion
+            raise DataError(index_path, None, f"expected a complete FAISS index file ({str(err).splitlines()[0][-160:]})") from None
+        faiss_index = _upgrade_legacy(faiss_index, meta.kind)
         _check_consistent(folder, meta, faiss_index, rows)
         return cls(faiss_index, rows, passages, meta)
 
@@ -580,9 +609,10 @@ def group_by_scope(scopes: Sequence[str | None]) -> dict[str | None, list[int]]:
 # -- files --------------------------------------------------------------------------------
 
 
-def _write_faiss(faiss_index: faiss.Index, path: Path) -> None:
+def _write_bytes(serialized: np.ndarray, path: Path) -> None:
+    """Write a serialised FAISS index (``faiss.serialize_index``: the bytes ``write_index`` writes)."""
     with atomic_path(path, durable=True) as tmp:
-        faiss.write_index(faiss_index, str(tmp))
+        serialized.tofile(tmp)
 
 
 def _write_passages(rows: list[tuple[int, Passage]], path: Path) -> None:
@@ -598,6 +628,48 @@ def _write_passages(rows: list[tuple[int, Passage]], path: Path) -> None:
     write_table(table, path, durable=True)
 
 
+def check_index_folder(folder: str | os.PathLike) -> None:
+    """Refuse to save into a folder that holds anything but a ``uae`` index: saving would delete files there.
+
+    Accepted: a missing or empty folder, a folder whose ``meta.json`` is an index's, and a folder
+    holding only what a killed first save leaves (versioned index files, no ``meta.json``).
+
+    Raises:
+        DataError: the folder is not empty and not a ``uae`` index folder.
+    """
+    folder = Path(folder)
+    if not folder.exists():
+        return
+    if not folder.is_dir():
+        raise DataError(folder, None, "expected a folder for the index, found a file")
+    names = [path.name for path in folder.iterdir()]
+    if META_FILE not in names and all(_INTERRUPTED_FILE.match(name) for name in names):
+        return  # empty, or what a killed first save left
+    try:
+        _read_meta(folder)
+    except DataError:
+        listed = ", ".join(sorted(names)[:5]) + (", ..." if len(names) > 5 else "")
+        raise DataError(folder, None, f"not a uae index folder (it holds {listed} and no index meta.json); saving would "
+                                      "delete files there. Expected an empty folder, a new one or an existing uae index") from None
+
+
+def _inside(folder: Path, name: str) -> Path:
+    """``folder / name`` when it is a file directly in ``folder`` (links resolved); a ``meta.json`` may not point elsewhere."""
+    path = folder / name
+    if not name or Path(name).name != name or path.resolve().parent != folder.resolve():
+        raise DataError(folder / META_FILE, None, f"expected file names inside the index folder, found {name!r}")
+    return path
+
+
+def _referenced_files(folder: Path) -> set[str]:
+    """The files the folder's current ``meta.json`` names (nothing when there is none)."""
+    try:
+        meta = json.loads((folder / META_FILE).read_text())
+        return {META_FILE, str(meta.get("index_file", "index.faiss")), str(meta.get("passages_file", "passages.parquet"))}
+    except (OSError, ValueError, AttributeError):
+        return set()
+
+
 def _stored_version(folder: Path) -> int:
     try:
         return int(json.loads((folder / META_FILE).read_text()).get("version", 0))
@@ -605,11 +677,14 @@ def _stored_version(folder: Path) -> int:
         return 0
 
 
-def _remove_stale(folder: Path, keep: set[str]) -> None:
-    """Delete older versions' files (only names this module writes)."""
+def _remove_stale(folder: Path, keep: set[str]) -> list[str]:
+    """Delete older versions' files (only names this module writes); returns the names deleted."""
+    removed = []
     for path in folder.iterdir():
         if path.name not in keep and _OWNED_FILE.match(path.name) and path.is_file():
             path.unlink(missing_ok=True)
+            removed.append(path.name)
+    return removed
 
 
 def _read_meta(folder: Path) -> IndexMeta:

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from uae.data.schema import Corpus
-from uae.errors import ModelIndexMismatch
+from uae.errors import ModelIndexMismatch, check_model_reference
 from uae.retrieval.encoders import display_name, encode, load_encoder, model_fingerprint, resolve_encoder
 from uae.retrieval.index import DenseIndex, IndexConfig, SearchIndex, load_index
 from uae.retrieval.types import Hit
@@ -57,6 +57,7 @@ class Retriever:
         """Load an index folder (FAISS or a vector database collection) and the model recorded in it (or ``model_path``), refusing a mismatch."""
         index = load_index(index_dir)
         model_path = model_path or index.meta.model
+        check_model_reference(resolve_encoder(model_path), "encoder")
         fingerprint = model_fingerprint(model_path)
         if fingerprint != index.meta.fingerprint:
             raise ModelIndexMismatch(

@@ -32,7 +32,7 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, StrictInt, StringConstraints
 
 from uae.data.schema import Passage
 from uae.retrieval.encoders import encode
@@ -59,7 +59,10 @@ class ServerSettings(BaseModel):
     max_k: int = Field(100, ge=1, description="largest k")
     max_passages: int = Field(1000, ge=1, description="most passages (or ids) per add or remove request")
     max_passage_chars: int = Field(20000, ge=1, description="longest passage or text to embed, in characters")
-    persist_dir: Path | None = Field(None, description="save the index here after every add or remove")
+    max_title_chars: int = Field(1000, ge=1, description="longest passage title, in characters")
+    max_body_bytes: int = Field(32 * 1024 * 1024, ge=1024, description="largest request body, in bytes (413 above it)")
+    persist_dir: Path | None = Field(None, description="save the index here after every add or remove (concurrent edits "
+                                     "share one save; an edit is acknowledged once a save that holds it is on disk)")
     latency_window: int = Field(10000, ge=1, description="latencies kept per endpoint for the percentiles")
     api_key: SecretStr | None = Field(None, description="when set, every endpoint but /healthz needs 'Authorization: Bearer <key>'")
     read_only: bool = Field(False, description="refuse POST and DELETE /passages")
@@ -222,7 +225,7 @@ def _request_models(settings: ServerSettings) -> dict[str, type[BaseModel]]:
     class SearchRequest(BaseModel):
         model_config = ConfigDict(extra="forbid")
         queries: list[SearchQuery] = Field(min_length=1, max_length=settings.max_queries)
-        k: int = Field(10, ge=1, le=settings.max_k, description="passages per query")
+        k: StrictInt = Field(10, ge=1, le=settings.max_k, description="passages per query (an integer, not a string or a boolean)")
 
     class EmbedRequest(BaseModel):
         model_config = ConfigDict(extra="forbid")
@@ -232,7 +235,7 @@ def _request_models(settings: ServerSettings) -> dict[str, type[BaseModel]]:
         model_config = ConfigDict(extra="forbid")
         id: identifier
         text: passage_text
-        title: str = ""
+        title: Annotated[str, StringConstraints(max_length=settings.max_title_chars)] = ""
         doc_id: identifier | None = None
 
     class AddRequest(BaseModel):
@@ -313,6 +316,34 @@ class StatsMiddleware:
             self.stats.record(scope["method"], scope["path"], status, time.perf_counter() - started)
 
 
+class BodyLimitMiddleware:
+    """Pure ASGI middleware: a request body over ``max_bytes`` gets a 413, by its Content-Length or, without one, as it arrives."""
+
+    def __init__(self, app, max_bytes: int):
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        detail = f"request body larger than {self.max_bytes} bytes (max_body_bytes)"
+        declared = dict(scope["headers"]).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > self.max_bytes:
+            return await JSONResponse(status_code=413, content={"detail": detail})(scope, receive, send)
+        received = 0
+
+        async def limited_receive():
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise HTTPException(413, detail)  # FastAPI answers it while reading the body
+            return message
+
+        await self.app(scope, limited_receive, send)
+
+
 # -- the application ----------------------------------------------------------------------
 
 
@@ -333,10 +364,14 @@ class _Engine:
     def embed(self, texts: list[str]) -> list[np.ndarray]:
         return list(self.encode(texts))
 
-    def search(self, items: list[tuple[str, str | None, int]]) -> list[list[Hit]]:
-        """One encoder call and one index search for ``(text, scope, k)`` items; each keeps its own k."""
+    def search(self, items: list[tuple[str, str | None, int]]) -> list[list[tuple[Hit, Passage]]]:
+        """One encoder call and one index search for ``(text, scope, k)`` items; each keeps its own k.
+
+        Each hit comes with its passage as the search saw it, so a passage removed while the
+        response is being written is still returned whole (the result is one version of the index).
+        """
         vectors = self.encode([text for text, _, _ in items])
-        hits = self.retriever.index.search(vectors, max(k for _, _, k in items), [scope for _, scope, _ in items])
+        hits = self.retriever.index.search_passages(vectors, max(k for _, _, k in items), [scope for _, scope, _ in items])
         return [query_hits[:k] for query_hits, (_, _, k) in zip(hits, items)]
 
 
@@ -372,10 +407,12 @@ def create_app(retriever: Retriever, settings: ServerSettings | None = None) -> 
                          settings.latency_window)
     api_key = settings.api_key.get_secret_value() if settings.api_key else None
     app.add_middleware(AccessMiddleware, api_key=api_key, read_only=settings.read_only)
-    app.add_middleware(StatsMiddleware, stats=stats)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(StatsMiddleware, stats=stats)  # added last, so outermost: it sees the 413s too
     model_name = settings.model_name or retriever.model_name
     app.state.retriever, app.state.settings, app.state.engine = retriever, settings, engine
     index = retriever.index
+    committer = GroupCommit(index, settings.persist_dir)
     index.has_scope("")  # builds the scope table now, so later checks on the event loop never wait for the lock
 
     @app.exception_handler(RequestValidationError)
@@ -392,7 +429,7 @@ def create_app(retriever: Retriever, settings: ServerSettings | None = None) -> 
             if query.scope is not None and not index.has_scope(query.scope):
                 raise HTTPException(404, f"queries[{position}].scope: unknown scope {query.scope!r} (no passage has this doc_id)")
         results = await searcher.submit([(q.text, q.scope, request.k) for q in request.queries])
-        return {"results": [{"hits": [_hit_out(index, hit) for hit in hits]} for hits in results],
+        return {"results": [{"hits": [_hit_out(hit, passage) for hit, passage in hits]} for hits in results],
                 "fingerprint": index.meta.fingerprint}
 
     @app.post("/embed", response_model=EmbedResponse)
@@ -416,7 +453,7 @@ def create_app(retriever: Retriever, settings: ServerSettings | None = None) -> 
             await run_in_threadpool(index.add, passages, vectors)
         except DuplicatePassageError as err:
             raise HTTPException(409, str(err)) from None
-        return {"changed": len(passages), "corpus_size": len(index), "persisted": await _persist(index, settings)}
+        return {"changed": len(passages), "corpus_size": len(index), "persisted": await committer.commit()}
 
     @app.delete("/passages", response_model=ChangeResponse, responses={404: {"description": "unknown passage id"}})
     async def remove_passages(request: RemoveRequest) -> dict:
@@ -425,7 +462,7 @@ def create_app(retriever: Retriever, settings: ServerSettings | None = None) -> 
             removed = await run_in_threadpool(index.remove, request.ids)
         except UnknownPassageError as err:
             raise HTTPException(404, str(err)) from None
-        return {"changed": removed, "corpus_size": len(index), "persisted": await _persist(index, settings)}
+        return {"changed": removed, "corpus_size": len(index), "persisted": await committer.commit()}
 
     @app.get("/healthz")
     async def healthz() -> dict:
@@ -449,16 +486,43 @@ def create_app(retriever: Retriever, settings: ServerSettings | None = None) -> 
     return app
 
 
-def _hit_out(index, hit: Hit) -> dict:
-    try:
-        passage = index.get(hit.passage_id)
-    except KeyError:  # removed between the search and this line
-        return {"id": hit.passage_id, "score": hit.score, "doc_id": None, "text": ""}
+def _hit_out(hit: Hit, passage: Passage) -> dict:
     return {"id": hit.passage_id, "score": hit.score, "doc_id": passage.doc_id, "text": passage.full_text}
 
 
-async def _persist(index, settings: ServerSettings) -> bool:
-    if settings.persist_dir is None:
-        return False
-    await run_in_threadpool(index.save, settings.persist_dir)
-    return True
+class GroupCommit:
+    """Saves the index after edits, one save for all the edits that arrived while the previous one ran.
+
+    Each edit, once applied in memory, calls :meth:`commit` and returns when a save that started
+    after it has finished: an acknowledged edit is on disk, and a burst of N edits costs about two
+    saves, not N. The save itself holds the index lock only to snapshot it (see ``DenseIndex.save``).
+    """
+
+    def __init__(self, index, folder: Path | None):
+        self.index = index
+        self.folder = folder
+        self.saves = 0
+        self._requested = 0
+        self._saved = 0
+        self._counter = threading.Lock()
+        self._writer = threading.Lock()
+
+    async def commit(self) -> bool:
+        """Wait until this edit is saved; ``False`` when the service does not persist."""
+        if self.folder is None:
+            return False
+        with self._counter:
+            self._requested += 1
+            wanted = self._requested
+        await run_in_threadpool(self._save_through, wanted)
+        return True
+
+    def _save_through(self, wanted: int) -> None:
+        with self._writer:
+            if self._saved >= wanted:
+                return  # a save that started after this edit has finished meanwhile
+            with self._counter:
+                covered = self._requested  # every edit counted so far is already in memory, so in this save
+            self.index.save(self.folder)
+            self.saves += 1
+            self._saved = covered

@@ -27,6 +27,7 @@ from typing import Any, Protocol
 
 import torch
 
+from uae.errors import check_model_reference, model_load_error
 from uae.teachers.base import NLLRequest, PromptTemplates
 
 _DTYPES = {
@@ -300,10 +301,18 @@ class CausalLM:
         self.batch_tokens = int(batch_tokens)
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.dtype = resolve_dtype(dtype, self.device)
-        self.tokenizer = AutoTokenizer.from_pretrained(
-            self.tokenizer_name_or_path, local_files_only=Path(self.tokenizer_name_or_path).is_dir()
-        )
-        self.model = load_causal_lm(model_name_or_path, self.dtype)
+        check_model_reference(model_name_or_path, "model")
+        check_model_reference(self.tokenizer_name_or_path, "tokenizer")
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(
+                self.tokenizer_name_or_path, local_files_only=Path(self.tokenizer_name_or_path).is_dir()
+            )
+        except OSError as err:
+            raise model_load_error(self.tokenizer_name_or_path, err, "tokenizer") from None
+        try:
+            self.model = load_causal_lm(model_name_or_path, self.dtype)
+        except OSError as err:
+            raise model_load_error(model_name_or_path, err, "model") from None
         self.model.to(self.device).eval()
         self.max_length = int(max_length) if max_length is not None else self._context_length()
         self.bos = bos_ids(self.tokenizer)

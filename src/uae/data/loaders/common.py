@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from uae.data.beir import json_object
+from uae.data.beir import json_object, lone_surrogate
 from uae.data.schema import Corpus, Dataset, Passage, Qrels, Query, SkipReport
 from uae.errors import DataError
 
@@ -72,7 +72,10 @@ def read_json(path: Path) -> Any:
     """Parse one JSON document; malformed input is a :class:`DataError` naming the file and line."""
     try:
         with open_text(path) as handle:
-            return json.load(handle)
+            document = json.load(handle)
+        if (where := lone_surrogate(document)) is not None:
+            raise DataError(path, None, f"expected text at {where}, found a lone UTF-16 surrogate escape (\\ud800-\\udfff)")
+        return document
     except json.JSONDecodeError as err:
         raise DataError(path, err.lineno, f"expected a JSON document ({err.msg})") from None
     except UnicodeDecodeError:

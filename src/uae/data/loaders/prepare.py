@@ -48,6 +48,21 @@ def parse_options(items: Iterable[str]) -> dict[str, Any]:
     return options
 
 
+def refuse_overwriting_source(source: str | os.PathLike | list | None, out: str | os.PathLike) -> None:
+    """Refuse an ``--out`` folder that is (or holds) the raw files being read: preparing would rewrite them in place.
+
+    Raises:
+        ValueError: ``out`` is a ``--from`` folder, or the folder of a ``--from`` file.
+    """
+    sources = source if isinstance(source, (list, tuple)) else [] if source is None else [source]
+    target = Path(out).resolve()
+    for item in map(Path, sources):
+        item = item.resolve()
+        if target in (item, item.parent if item.is_file() else item):
+            raise ValueError(f"--out {out} is where the --from files are ({item}); preparing would rewrite them in place, "
+                             f"with no backup. Expected another folder for --out")
+
+
 def prepare(name: str, source: str | os.PathLike | None, out: str | os.PathLike, *, resplit: bool | None = None,
             seed: int = 13, **options: Any) -> dict[str, Any]:
     """Load ``name`` from ``source`` and write it as a BEIR folder with answers to ``out``.
@@ -66,6 +81,7 @@ def prepare(name: str, source: str | os.PathLike | None, out: str | os.PathLike,
     """
     from uae.data.loaders import dataset_stats, load_named
 
+    refuse_overwriting_source(source, out)
     skipped = SkipReport()
     dataset = load_named(name, source, resplit=resplit, seed=seed, skipped=skipped, **options)
     out = Path(out)
