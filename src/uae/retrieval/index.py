@@ -121,6 +121,9 @@ class SearchIndex(Protocol):
 
     def search(self, query_vectors: np.ndarray, k: int, scopes: Sequence[str | None] | None = None) -> list[list[Hit]]: ...
 
+    def search_passages(self, query_vectors: np.ndarray, k: int,
+                        scopes: Sequence[str | None] | None = None) -> list[list[tuple[Hit, Passage]]]: ...
+
     def add(self, passages: Sequence[Passage], vectors: np.ndarray) -> None: ...
 
     def remove(self, passage_ids: Sequence[str]) -> int: ...
@@ -631,7 +634,8 @@ def _write_passages(rows: list[tuple[int, Passage]], path: Path) -> None:
 def check_index_folder(folder: str | os.PathLike) -> None:
     """Refuse to save into a folder that holds anything but a ``uae`` index: saving would delete files there.
 
-    Accepted: a missing or empty folder, a folder whose ``meta.json`` is an index's, and a folder
+    Accepted: a missing or empty folder, a folder whose ``meta.json`` is an index's (FAISS, or a
+    vector database's pointer; the store refuses an existing collection itself), and a folder
     holding only what a killed first save leaves (versioned index files, no ``meta.json``).
 
     Raises:
@@ -646,7 +650,8 @@ def check_index_folder(folder: str | os.PathLike) -> None:
     if META_FILE not in names and all(_INTERRUPTED_FILE.match(name) for name in names):
         return  # empty, or what a killed first save left
     try:
-        _read_meta(folder)
+        if index_backend(folder) == "faiss":
+            _read_meta(folder)
     except DataError:
         listed = ", ".join(sorted(names)[:5]) + (", ..." if len(names) > 5 else "")
         raise DataError(folder, None, f"not a uae index folder (it holds {listed} and no index meta.json); saving would "

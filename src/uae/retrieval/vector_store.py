@@ -254,24 +254,34 @@ class MilvusIndex:
         Returns:
             One list of hits per query, best first.
         """
+        return [[_hit(row) for row in rows] for rows in self._search_rows(query_vectors, k, scopes, [])]
+
+    def search_passages(self, query_vectors: np.ndarray, k: int,
+                        scopes: Sequence[str | None] | None = None) -> list[list[tuple[Hit, Passage]]]:
+        """:meth:`search`, each hit with its passage read by the same search request: one version of the collection."""
+        return [[(_hit(row), _passage({**row["entity"], "passage_id": _hit(row).passage_id})) for row in rows]
+                for rows in self._search_rows(query_vectors, k, scopes, ["doc_id", "text"])]
+
+    def _search_rows(self, query_vectors: np.ndarray, k: int, scopes: Sequence[str | None] | None,
+                     output_fields: list[str]) -> list[list[dict]]:
         if k < 1:
             raise ValueError(f"k must be at least 1, got {k}")
         query_vectors = as_matrix(query_vectors, self.meta.dimension, "query vectors")
         scopes = list(scopes) if scopes is not None else [None] * len(query_vectors)
         if len(scopes) != len(query_vectors):
             raise ValueError(f"{len(scopes)} scopes for {len(query_vectors)} queries")
-        results: list[list[Hit]] = [[] for _ in range(len(query_vectors))]
+        results: list[list[dict]] = [[] for _ in range(len(query_vectors))]
         with self._lock:
             if not len(self):
                 return results
             for scope, members in group_by_scope(scopes).items():
                 found = self.client.search(
                     self.collection, data=query_vectors[members].tolist(), anns_field="vector", limit=min(k, len(self)),
-                    search_params=self._search_params(k),
+                    search_params=self._search_params(k), output_fields=output_fields,
                     **({"filter": scope_filter(scope)} if scope is not None else {}),
                 )
                 for member, hits in zip(members, found):
-                    results[member] = [Hit(hit["id"] if "id" in hit else hit["passage_id"], float(hit["distance"])) for hit in hits]
+                    results[member] = list(hits)
         return results
 
     def _search_params(self, k: int) -> dict[str, Any]:
@@ -381,6 +391,11 @@ def _row(passage: Passage, vector: np.ndarray) -> dict:
         if len(value.encode("utf-8")) > limit:
             raise ValueError(f"passage {passage.id[:80]!r}: {what} is longer than the {limit} bytes a Milvus VARCHAR holds")
     return {"passage_id": passage.id, "doc_id": passage.doc_id or "", "text": text, "vector": vector.tolist()}
+
+
+def _hit(row: dict) -> Hit:
+    """A Milvus search hit as a :class:`Hit` (the primary key comes back as ``id`` or under its own name)."""
+    return Hit(row["id"] if "id" in row else row["passage_id"], float(row["distance"]))
 
 
 def _passage(row: dict) -> Passage:
