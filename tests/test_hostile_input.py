@@ -238,7 +238,7 @@ def test_missing_teacher_model_is_one_line(tmp_path, spec):
     assert "\n" not in message and spec.removeprefix("hf:") in message
 
 
-@pytest.mark.parametrize("model", ["/nonexistent/model", "./no/such/encoder"])
+@pytest.mark.parametrize("model", ["/nonexistent/model", "./no/such/encoder", "no-such-org/no-such-encoder"])
 def test_missing_encoder_path_is_one_line(tmp_path, model):
     result = _cli("mine", _dataset(tmp_path), "--model", model, "--out", tmp_path / "p.parquet")
     _one_line_error(result, model)
