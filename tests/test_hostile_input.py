@@ -157,7 +157,8 @@ def test_prepare_refuses_out_equal_to_from(tmp_path):
     ["eval", "DATA", "--depth", "0"], ["eval", "DATA", "--generate-k", "0"], ["qrels", "--from-utilities", "L", "--out", "o.tsv",
                                                                                 "--grades", "0"],
 ])
-def test_numeric_options_are_validated_before_any_work(tmp_path, args):
+def test_numeric_options_are_validated_before_any_work(tmp_path, monkeypatch, args):
+    monkeypatch.chdir(tmp_path)  # default outputs (pools.parquet, labels/) would land here
     data = _dataset(tmp_path / "data")
     args = [str(data) if a == "DATA" else str(tmp_path / "nothing") if a == "INDEX" else a for a in args]
     result = _cli(*args)
@@ -165,7 +166,7 @@ def test_numeric_options_are_validated_before_any_work(tmp_path, args):
     assert "Traceback" not in result.output
     option = next(a for a in reversed(args) if a.startswith("-") and not a.lstrip("-").replace(".", "").isdigit())
     assert option in result.output or option.lstrip("-").replace("-", "_") in result.output, result.output
-    assert not (tmp_path / "pools.parquet").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]  # nothing written
 
 
 @pytest.mark.parametrize("section", [{"mining": {"pool_size": 0}}, {"mining": {"depth": -1}}, {"labeling": {"part_queries": 0}},
@@ -237,7 +238,7 @@ def test_missing_teacher_model_is_one_line(tmp_path, spec):
     assert "\n" not in message and spec.removeprefix("hf:") in message
 
 
-@pytest.mark.parametrize("model", ["/nonexistent/model", "./no/such/encoder"])
+@pytest.mark.parametrize("model", ["/nonexistent/model", "./no/such/encoder", "no-such-org/no-such-encoder"])
 def test_missing_encoder_path_is_one_line(tmp_path, model):
     result = _cli("mine", _dataset(tmp_path), "--model", model, "--out", tmp_path / "p.parquet")
     _one_line_error(result, model)

@@ -66,19 +66,21 @@ def test_string_fields_take_no_numbers(client, field):
     assert client.post("/search", json={"queries": [field]}).status_code == 422
 
 
-def test_a_passage_removed_right_after_the_search_still_comes_back_whole(retriever, monkeypatch):
+def test_a_passage_removed_right_after_the_search_still_comes_back_whole(retriever):
     """A delete that lands between the index search and the response must not turn hits into empty shells."""
-    from uae.serving import server
+    index = retriever.index
 
-    real_search = server._Engine.search
+    def then_delete(search):
+        def wrapped(*args, **kwargs):
+            results = search(*args, **kwargs)
+            found = {item[0].passage_id if isinstance(item, tuple) else item.passage_id for hits in results for item in hits}
+            index.remove(sorted(found & {p.id for p in index.passages}))  # as a concurrent DELETE would, before the response
+            return results
+        return wrapped
 
-    def search_then_delete(engine, items):
-        results = real_search(engine, items)
-        hit_ids = {pair[0].passage_id if isinstance(pair, tuple) else pair.passage_id for hits in results for pair in hits}
-        engine.retriever.index.remove(sorted(hit_ids))  # as a concurrent DELETE would, before the response is built
-        return results
-
-    monkeypatch.setattr(server._Engine, "search", search_then_delete)
+    for name in ("search", "search_passages"):  # whichever the service calls
+        if hasattr(index, name):
+            setattr(index, name, then_delete(getattr(index, name)))
     with TestClient(create_app(retriever, SETTINGS)) as client:
         response = client.post("/search", json={"queries": [{"text": "river story"}], "k": 3})
     hits = response.json()["results"][0]["hits"]
@@ -93,7 +95,7 @@ def test_a_save_does_not_hold_the_index_lock_while_writing(retriever, tmp_path, 
     real_write_table = index_module.write_table
 
     def slow_write(table, path, **kwargs):
-        searcher = threading.Thread(target=lambda: (index.search_passages(retriever.index.faiss_index.reconstruct_n(0, 1), 1),
+        searcher = threading.Thread(target=lambda: (index.search(retriever.index.faiss_index.reconstruct_n(0, 1), 1),
                                                     searched.set()))
         searcher.start()
         searcher.join(timeout=10)  # a search blocked behind the save's lock never finishes

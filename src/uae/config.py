@@ -99,7 +99,7 @@ class TrainingConfig(_Strict):
     multi_positive: Literal["spread", "mask"] = Field(
         "spread", description="infonce_gold with several gold passages in a row: spread the positive mass over them, "
         "or mask the other gold passages out of each positive's softmax")
-    learning_rate: float = Field(3e-5, gt=0, allow_inf_nan=False)
+    learning_rate: float = Field(3e-5, gt=0)
     warmup_ratio: float = Field(0.1, ge=0, lt=1)
     max_seq_length: int = Field(128, ge=8, description="tokens per text in training; the saved model keeps the base encoder's length for search")
     seed: int = 13
