@@ -223,13 +223,14 @@ def run_config(args, data: dict):
     )
 
 
-def target_diagnostics(config) -> dict:
+def target_diagnostics(config, train_qrels: dict[str, dict[str, int]]) -> dict:
     """How the teacher's training targets relate to the human evidence, from the run's own files.
 
     ``top_is_gold``: share of training rows whose highest-utility passage is a gold one;
     ``mean_top_target``: mean target probability of that passage at the run's ``tau_t`` (before the
     confidence and gold rules). When the first is near 1 and the second too, UM-InfoNCE is close to
-    InfoNCE on the gold evidence. In a no-evidence run the pools hold no gold flags (0 by construction).
+    InfoNCE on the gold evidence. Gold is read from ``train_qrels`` after training (a no-evidence
+    run's pools hold no gold flags; its training never saw these qrels).
     """
     from uae.data.tables import read_pools
     from uae.labeling import read_labels
@@ -245,7 +246,8 @@ def target_diagnostics(config) -> dict:
     top = {qid: int(np.argmax(target)) for qid, target in targets.items()}
     return {
         "rows": len(targets),
-        "top_is_gold": round(float(np.mean([rows[qid][i].is_gold for qid, i in top.items()])), 4),
+        "top_is_gold": round(float(np.mean([train_qrels.get(qid, {}).get(rows[qid][i].passage_id, 0) > 0
+                                            for qid, i in top.items()])), 4),
         "mean_top_target": round(float(np.mean([targets[qid][i] for qid, i in top.items()])), 4),
     }
 
@@ -424,7 +426,7 @@ def main(argv: list[str] | None = None) -> dict:
     result = run_pipeline(config, progress=not args.no_progress, dataset=dataset, extra_models=args.compare_models)
     comparison = read_comparison(config.out_dir / "comparison.json")
     teacher_kind = load_teacher(args.teacher).describe().get("kind", "language model")
-    diagnostics = target_diagnostics(config)
+    diagnostics = target_diagnostics(config, dataset.qrels["train"])
     (config.out_dir / "bench.json").write_text(json.dumps(
         {"command": command, "machine": info, "data": data, "seconds": result.seconds, "timings": result.timings,
          "targets_vs_evidence": diagnostics}, indent=2, default=str))
