@@ -109,12 +109,13 @@ class MilvusIndex:
     Search, add, remove and save take an internal lock, so one index can serve threads.
     """
 
-    def __init__(self, client, collection: str, meta: IndexMeta, folder_uri: str | None = None):
+    def __init__(self, client, collection: str, meta: IndexMeta, folder_uri: str | None = None, home: Path | None = None):
         self.client = client
         self.collection = collection
         self.meta = meta
         self.config = IndexConfig(kind=meta.kind, **{k: v for k, v in meta.params.items() if k in IndexConfig.model_fields})
         self._folder_uri = folder_uri
+        self._home = home
         self._lock = threading.RLock()
         self._corpus: Corpus | None = None
 
@@ -155,7 +156,7 @@ class MilvusIndex:
         meta = IndexMeta(model=model, fingerprint=fingerprint, dimension=vectors.shape[1], kind=config.kind, size=0,
                          params=params, backend="milvus")
         _create_collection(client, store.collection, meta, config)
-        index = cls(client, store.collection, meta, folder_uri=_folder_uri(store.uri))
+        index = cls(client, store.collection, meta, folder_uri=store.uri, home=folder)
         index.add(list(passages), vectors)
         return index
 
@@ -298,9 +299,16 @@ class MilvusIndex:
         with self._lock:
             self.client.flush(self.collection)
             self.meta = replace(self.meta, version=self.meta.version + 1)
-            record = {**asdict(self.meta), "store": {"uri": self._folder_uri, "collection": self.collection}}
+            record = {**asdict(self.meta), "store": {"uri": self._uri_from(folder), "collection": self.collection}}
             atomic_write_json(folder / META_FILE, record, durable=True)
         return folder
+
+    def _uri_from(self, folder: Path) -> str | None:
+        """The store's URI as ``folder/meta.json`` must name it: relative only inside the folder it was opened from."""
+        uri = self._folder_uri
+        if self._home is None or folder.resolve() == self._home.resolve() or not (uri is None or uri.endswith(".db")):
+            return uri
+        return str(Path(resolve_uri(self._home, uri)).resolve())
 
     @classmethod
     def load(cls, folder: str | os.PathLike, token: str | None = None) -> MilvusIndex:
@@ -329,7 +337,7 @@ class MilvusIndex:
         # The model binding comes from the collection; search-time settings (tune) and the version from the folder.
         meta = replace(meta, size=int(count), params={**meta.params, **record.get("params", {})},
                        version=int(record.get("version", 0)))
-        return cls(client, collection, meta, folder_uri=store.get("uri"))
+        return cls(client, collection, meta, folder_uri=store.get("uri"), home=folder)
 
 
 # -- collection ---------------------------------------------------------------------------
@@ -386,7 +394,3 @@ def _row(passage: Passage, vector: np.ndarray) -> dict:
 def _passage(row: dict) -> Passage:
     return Passage(id=row["passage_id"], text=row["text"], doc_id=row.get("doc_id") or None)
 
-
-def _folder_uri(uri: str | None) -> str | None:
-    """What ``meta.json`` records: ``None`` (the folder's own file), or the URI as given."""
-    return uri
