@@ -110,3 +110,10 @@ def test_uae_index_ray_builds_the_same_index(local_ray, tiny_encoder_dir, tmp_pa
     got = Retriever.load(out).search(question, 5)
     expected = Retriever.build(str(tiny_encoder_dir), corpus, progress=False).search(question, 5)
     assert [[h.passage_id for h in row] for row in got] == [[h.passage_id for h in row] for row in expected]
+
+
+def test_ray_options_without_ray_are_refused(tmp_path) -> None:
+    from uae.cli import app
+
+    result = CliRunner().invoke(app, ["index", "minilm", str(tmp_path), "--out", str(tmp_path / "ix"), "--workers", "2"])
+    assert result.exit_code == 2 and "--workers only apply with --ray" in result.output

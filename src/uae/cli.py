@@ -335,6 +335,10 @@ def index(
                    "pq_m": pq_m, "nbits": nbits, "nprobe": nprobe}
         config = IndexConfig(kind=kind, **{name: value for name, value in options.items() if value is not None})
         store = _store_config(backend, uri, collection, replace_collection)
+        ray_only = {"--ray-address": ray_address, "--workers": workers, "--gpus-per-worker": gpus_per_worker,
+                    "--shard-size": None if shard_size == 10_000 else shard_size}
+        if not ray and any(value is not None for value in ray_only.values()):
+            _fail(f"{', '.join(name for name, value in ray_only.items() if value is not None)} only apply with --ray")
         dataset = read_dataset(data)
         vectors = None
         if ray:
