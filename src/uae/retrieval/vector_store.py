@@ -19,10 +19,11 @@ string literal in the filter.
 The collection holds, per passage: ``passage_id`` (primary key), ``doc_id``, ``text`` and the
 unit-normalised ``vector``; the collection's description, written when it is created, holds the
 model path, its weight fingerprint, the dimension and the index parameters as JSON, so a
-collection is refused for another model (as a FAISS index folder is) whichever folder points to it. Index types: ``exact`` is Milvus ``FLAT`` and ``hnsw`` is ``HNSW`` (``M``,
-``efConstruction``, ``ef`` from :class:`~uae.retrieval.index.IndexConfig`); the metric is inner
-product over unit vectors (= cosine). Milvus Lite builds only ``FLAT`` (other index types fall
-back to it), so on a laptop search is exact; on a cluster ``hnsw`` is the real graph.
+collection is refused for another model (as a FAISS index folder is) whichever folder points to
+it. Index types: ``exact`` is Milvus ``FLAT`` and ``hnsw`` is ``HNSW`` (``M``, ``efConstruction``,
+``ef`` from :class:`~uae.retrieval.index.IndexConfig`); the metric is inner product over unit
+vectors (= cosine). Milvus Lite builds only ``FLAT`` (its documentation says other index types
+fall back to it), so on a laptop search is exact; on a cluster ``hnsw`` is the real graph.
 
 The index folder (``uae index --backend milvus --out DIR``) holds ``meta.json`` with
 ``backend: "milvus"``, the store's URI (``milvus.db`` beside it for the embedded store) and the
@@ -37,7 +38,7 @@ import json
 import os
 import threading
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
