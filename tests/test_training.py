@@ -95,6 +95,8 @@ def test_trained_model_is_a_sentence_transformers_folder_with_its_record(small, 
     assert record["teacher"] == "dirichlet"
     assert record["loss"]["name"] == "um_infonce"
     assert record["loss"]["tau_s"] == 0.07
+    assert record["loss"]["gather_across_devices"] is True
+    assert record["distributed"] == {"world_size": 1, "in_batch_negatives_across_processes": False}
     assert "UAE training" in (out / "README.md").read_text()
     assert json.loads((out / "training_log.json").read_text())
     assert not (out / "checkpoints").exists()

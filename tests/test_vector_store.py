@@ -87,9 +87,11 @@ def test_reload_from_disk_keeps_every_change(built):
     store.add([Passage("n1", "new one", doc_id="d0")], unit(np.ones((1, DIM))))
     store.remove(["p0005"])
     store.save(folder)
+    store.save(folder.parent / "copy")  # another folder points to the same embedded store by its absolute path
     expected = store.search(queries(), 10, ["d0"] * 8)
     store.client.close()
-    loaded = load_index(folder)
+    assert load_index(folder).meta.size == SIZE
+    loaded = load_index(folder.parent / "copy")
     assert isinstance(loaded, MilvusIndex)
     assert len(loaded) == SIZE and loaded.meta.fingerprint == "f" and loaded.meta.model == "m"
     assert "p0005" not in loaded and loaded.get("n1").text == "new one"

@@ -321,6 +321,11 @@ def index(
                                                     "embedded); credentials from MILVUS_TOKEN")] = None,
     collection: Annotated[str, typer.Option(help="milvus: collection name")] = "uae_passages",
     replace_collection: Annotated[bool, typer.Option(help="milvus: drop an existing collection of that name first")] = False,
+    ray: Annotated[bool, typer.Option("--ray/--no-ray", help="encode the corpus in resumable shards (OUT/shards) on Ray workers")] = False,
+    ray_address: Annotated[Optional[str], typer.Option(help="--ray: cluster address (auto, ray://host:10001); default a local Ray")] = None,
+    workers: Annotated[Optional[int], typer.Option(help="--ray: number of workers (default one per GPU, else per CPU)")] = None,
+    gpus_per_worker: Annotated[Optional[float], typer.Option(help="--ray: GPUs per worker (default 1 if the cluster has GPUs, else 0)")] = None,
+    shard_size: Annotated[int, typer.Option(help="--ray: passages per shard (the unit of resumption)")] = 10_000,
 ) -> None:
     """Encode the corpus with MODEL and write an index bound to it (FAISS, or a Milvus collection with --backend milvus)."""
     from uae.data.beir import read_dataset
@@ -333,8 +338,18 @@ def index(
         config = IndexConfig(kind=kind, **{name: value for name, value in options.items() if value is not None})
         check_index_folder(out)  # before the encoding, not after it
         store = _store_config(backend, uri, collection, replace_collection)
+        ray_only = {"--ray-address": ray_address, "--workers": workers, "--gpus-per-worker": gpus_per_worker,
+                    "--shard-size": None if shard_size == 10_000 else shard_size}
+        if not ray and any(value is not None for value in ray_only.values()):
+            _fail(f"{', '.join(name for name, value in ray_only.items() if value is not None)} only apply with --ray")
         dataset = read_dataset(data)
-        Retriever.build(model, dataset.corpus, index_config=config, store=store, folder=out).save(out)
+        vectors = None
+        if ray:
+            from uae.retrieval.ray_encoding import encode_corpus_ray
+
+            vectors = encode_corpus_ray(model, dataset.corpus, out, shard_size=shard_size, workers=workers,
+                                        gpus_per_worker=gpus_per_worker, address=ray_address)
+        Retriever.build(model, dataset.corpus, index_config=config, store=store, folder=out, vectors=vectors).save(out)
         where = f"{backend} collection {collection}" if store else config.kind
         console.print(f"indexed {len(dataset.corpus)} passages into {out} ({where})")
 

@@ -423,7 +423,9 @@ def distributed_state():
         return None
     from accelerate import PartialState
 
-    return PartialState(timeout=timedelta(hours=48))
+    from uae.training.trainer import cpu_data_parallel
+
+    return PartialState(cpu=cpu_data_parallel(), timeout=timedelta(hours=48))
 
 
 def run_pipeline(config: RunConfig, progress: bool = True, dataset: Dataset | None = None,

@@ -7,6 +7,8 @@
 - :mod:`~uae.retrieval.retriever`: ``Retriever.load(path).search(queries, k)``, and the cache of
   encoded corpora that the stages of one run share.
 - :mod:`~uae.retrieval.mining`: candidate pools, BM25 and the base encoder fused by reciprocal rank.
+- :mod:`~uae.retrieval.vector_store`: a Milvus collection as a second index behind the same interface.
+- :mod:`~uae.retrieval.ray_encoding`: a corpus encoded on Ray in resumable parquet shards.
 
 Import from the modules: this package imports nothing, so ``uae.retrieval.types`` stays light.
 """

@@ -38,16 +38,19 @@ class Retriever:
         index_config: IndexConfig | None = None,
         store=None,
         folder: str | os.PathLike | None = None,
+        vectors=None,
     ) -> Retriever:
         """Encode ``corpus`` with the model at ``model_path`` and index it.
 
         ``index_config`` chooses the index structure and its parameters (it overrides ``kind``).
         ``store`` (a :class:`uae.retrieval.vector_store.StoreConfig`): write the vectors into a
         vector database collection instead of an in-memory FAISS index; ``folder`` is the index
-        folder (where the embedded store's file goes).
+        folder (where the embedded store's file goes). ``vectors``: the corpus's embeddings by this
+        model, already computed (e.g. by :func:`uae.retrieval.ray_encoding.encode_corpus_ray`).
         """
         model = load_encoder(model_path, max_seq_length=max_seq_length)
-        vectors = encode(model, corpus.texts, description="encoding passages", progress=progress)
+        if vectors is None:
+            vectors = encode(model, corpus.texts, description="encoding passages", progress=progress)
         index = build_index(vectors, corpus, _absolute(resolve_encoder(model_path)), model_fingerprint(model_path),
                             index_config or IndexConfig(kind=kind), store, folder)
         return cls(model, index, model_name=display_name(model_path))

@@ -19,10 +19,11 @@ string literal in the filter.
 The collection holds, per passage: ``passage_id`` (primary key), ``doc_id``, ``text`` and the
 unit-normalised ``vector``; the collection's description, written when it is created, holds the
 model path, its weight fingerprint, the dimension and the index parameters as JSON, so a
-collection is refused for another model (as a FAISS index folder is) whichever folder points to it. Index types: ``exact`` is Milvus ``FLAT`` and ``hnsw`` is ``HNSW`` (``M``,
-``efConstruction``, ``ef`` from :class:`~uae.retrieval.index.IndexConfig`); the metric is inner
-product over unit vectors (= cosine). Milvus Lite builds only ``FLAT`` (other index types fall
-back to it), so on a laptop search is exact; on a cluster ``hnsw`` is the real graph.
+collection is refused for another model (as a FAISS index folder is) whichever folder points to
+it. Index types: ``exact`` is Milvus ``FLAT`` and ``hnsw`` is ``HNSW`` (``M``, ``efConstruction``,
+``ef`` from :class:`~uae.retrieval.index.IndexConfig`); the metric is inner product over unit
+vectors (= cosine). Milvus Lite builds only ``FLAT`` (its documentation says other index types
+fall back to it), so on a laptop search is exact; on a cluster ``hnsw`` is the real graph.
 
 The index folder (``uae index --backend milvus --out DIR``) holds ``meta.json`` with
 ``backend: "milvus"``, the store's URI (``milvus.db`` beside it for the embedded store) and the
@@ -37,7 +38,7 @@ import json
 import os
 import threading
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -109,12 +110,13 @@ class MilvusIndex:
     Search, add, remove and save take an internal lock, so one index can serve threads.
     """
 
-    def __init__(self, client, collection: str, meta: IndexMeta, folder_uri: str | None = None):
+    def __init__(self, client, collection: str, meta: IndexMeta, folder_uri: str | None = None, home: Path | None = None):
         self.client = client
         self.collection = collection
         self.meta = meta
         self.config = IndexConfig(kind=meta.kind, **{k: v for k, v in meta.params.items() if k in IndexConfig.model_fields})
         self._folder_uri = folder_uri
+        self._home = home
         self._lock = threading.RLock()
         self._corpus: Corpus | None = None
 
@@ -155,7 +157,7 @@ class MilvusIndex:
         meta = IndexMeta(model=model, fingerprint=fingerprint, dimension=vectors.shape[1], kind=config.kind, size=0,
                          params=params, backend="milvus")
         _create_collection(client, store.collection, meta, config)
-        index = cls(client, store.collection, meta, folder_uri=_folder_uri(store.uri))
+        index = cls(client, store.collection, meta, folder_uri=store.uri, home=folder)
         index.add(list(passages), vectors)
         return index
 
@@ -308,9 +310,16 @@ class MilvusIndex:
         with self._lock:
             self.client.flush(self.collection)
             self.meta = replace(self.meta, version=self.meta.version + 1)
-            record = {**asdict(self.meta), "store": {"uri": self._folder_uri, "collection": self.collection}}
+            record = {**asdict(self.meta), "store": {"uri": self._uri_from(folder), "collection": self.collection}}
             atomic_write_json(folder / META_FILE, record, durable=True)
         return folder
+
+    def _uri_from(self, folder: Path) -> str | None:
+        """The store's URI as ``folder/meta.json`` must name it: relative only inside the folder it was opened from."""
+        uri = self._folder_uri
+        if self._home is None or folder.resolve() == self._home.resolve() or not (uri is None or uri.endswith(".db")):
+            return uri
+        return str(Path(resolve_uri(self._home, uri)).resolve())
 
     @classmethod
     def load(cls, folder: str | os.PathLike, token: str | None = None) -> MilvusIndex:
@@ -339,7 +348,7 @@ class MilvusIndex:
         # The model binding comes from the collection; search-time settings (tune) and the version from the folder.
         meta = replace(meta, size=int(count), params={**meta.params, **record.get("params", {})},
                        version=int(record.get("version", 0)))
-        return cls(client, collection, meta, folder_uri=store.get("uri"))
+        return cls(client, collection, meta, folder_uri=store.get("uri"), home=folder)
 
 
 # -- collection ---------------------------------------------------------------------------
@@ -401,7 +410,3 @@ def _hit(row: dict) -> Hit:
 def _passage(row: dict) -> Passage:
     return Passage(id=row["passage_id"], text=row["text"], doc_id=row.get("doc_id") or None)
 
-
-def _folder_uri(uri: str | None) -> str | None:
-    """What ``meta.json`` records: ``None`` (the folder's own file), or the URI as given."""
-    return uri

@@ -21,7 +21,7 @@ from uae.config import SelectionConfig, TrainingConfig
 from uae.errors import NonFiniteWeights, import_optional
 from uae.progress import progress_bar
 from uae.retrieval.encoders import load_encoder
-from uae.training.losses import LOSSES
+from uae.training.losses import LOSSES, world_size
 from uae.training.rows import TrainingRows
 
 TRAINING_LOG = "training_log.json"
@@ -100,6 +100,7 @@ def train_model(
         dataloader_pin_memory=False,
         dataloader_drop_last=len(rows.queries) >= config.batch_size,
         disable_tqdm=True,
+        use_cpu=cpu_data_parallel(),
     )
     callbacks = [_finite_weights_callback()] + ([EarlyStoppingCallback(early_stopping_patience=selection.patience)] if evaluator else [])
     loss = _make_loss(model, config)
@@ -129,7 +130,7 @@ def train_model(
         **record,
         "base_model": base_model,
         "loss": {"name": config.loss, **loss.get_config_dict()},
-        "distributed": distributed_record(args.world_size, loss),
+        "distributed": distributed_record(world_size(), loss),
         "training": config.model_dump(),
         "rows": len(rows.queries),
         "skipped": rows.skipped.to_dict(),
@@ -256,13 +257,26 @@ def _finite_weights_callback():
     return FiniteWeightsCallback()
 
 
-def distributed_record(world_size: int, loss) -> dict:
+def distributed_record(processes: int, loss) -> dict:
     """What the training record says of data-parallel training: processes, and whether negatives spanned them."""
     return {
-        "world_size": world_size,
-        "in_batch_negatives_across_processes": bool(world_size > 1 and getattr(loss, "in_batch_negatives", False)
+        "world_size": processes,
+        "in_batch_negatives_across_processes": bool(processes > 1 and getattr(loss, "in_batch_negatives", False)
                                                     and getattr(loss, "gather_across_devices", False)),
     }
+
+
+def cpu_data_parallel() -> bool:
+    """Whether this is ``torchrun`` / ``accelerate launch`` on a machine without GPUs.
+
+    accelerate then needs ``use_cpu`` to run DDP over gloo (``MULTI_CPU``); without it each process
+    would train alone on the same batches.
+    """
+    import torch
+
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return False
+    return not torch.cuda.is_available() and not torch.backends.mps.is_available()
 
 
 def _make_loss(model, config: TrainingConfig):
