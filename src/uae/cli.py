@@ -366,16 +366,16 @@ def search(
     def action():
         retriever = Retriever.load(index_dir, model_path=model)
         results = retriever.search(query, k, [scope] * len(query))
-        texts = {p.id: p.text for p in retriever.index.passages}
+        records = [[retriever.hit_record(h) for h in hits] for hits in results]
         if as_json:
-            payload = [{"query": q, "hits": [{"id": h.passage_id, "score": h.score, "text": texts[h.passage_id]} for h in hits]}
-                       for q, hits in zip(query, results)]
+            payload = [{"query": q, "hits": hits} for q, hits in zip(query, records)]
             typer.echo(json.dumps(payload, ensure_ascii=False))
             return
-        for text, hits in zip(query, results):
+        for text, hits in zip(query, records):
             console.print(f"[bold]{text}")
             for rank, hit in enumerate(hits, start=1):
-                console.print(f"  {rank}. [cyan]{hit.passage_id}[/] {hit.score:.4f}  {texts[hit.passage_id][:120]}")
+                shown = f"{hit['title']}. {hit['text']}" if hit["title"] else hit["text"]
+                console.print(f"  {rank}. [cyan]{hit['passage_id']}[/] {hit['score']:.4f}  {shown[:120]}")
 
     _guarded(action)
 

@@ -161,7 +161,7 @@ def _prompt_logprobs(scorer: _Scorer, ids: list[int], texts: list[str], log_prob
 
 
 def create_app(model_dir: str, fail_first: int = 0, logprobs: bool = True, served_name: str | None = None,
-               tokenizer: str | None = None) -> FastAPI:
+               tokenizer: str | None = None, api_key: str | None = None) -> FastAPI:
     """The FastAPI app serving ``model_dir``; ``app.state.server`` is its :class:`ServerState`.
 
     Args:
@@ -170,12 +170,17 @@ def create_app(model_dir: str, fail_first: int = 0, logprobs: bool = True, serve
         logprobs: When ``False``, never return log-probs (a server that cannot score prompts).
         served_name: The model name in ``/v1/models``; defaults to ``model_dir``.
         tokenizer: A separate tokenizer folder or name; defaults to the model's.
+        api_key: When set, requests without ``Authorization: Bearer <api_key>`` get HTTP 401.
     """
     scorer = _Scorer(model_dir, tokenizer)
     name = served_name or str(model_dir)
     state = ServerState()
     app = FastAPI(title="uae testing completions server")
     app.state.server = state
+    if api_key:
+        from uae.serving.access import AccessMiddleware
+
+        app.add_middleware(AccessMiddleware, api_key=api_key)
 
     @app.get("/v1/models")
     def models() -> dict[str, Any]:
@@ -227,7 +232,7 @@ def serve(model_dir: str, host: str = "127.0.0.1", port: int = 0, **options: Any
         model_dir: The causal LM to serve.
         host: Interface to bind.
         port: Port; ``0`` picks a free one.
-        **options: ``fail_first``, ``logprobs``, ``served_name``, ``tokenizer`` (see :func:`create_app`).
+        **options: ``fail_first``, ``logprobs``, ``served_name``, ``tokenizer``, ``api_key`` (see :func:`create_app`).
 
     Yields:
         The running server; it is stopped when the block exits.

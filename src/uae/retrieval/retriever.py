@@ -69,6 +69,13 @@ class Retriever:
         return self.index.search(vectors, k, scopes)
 
 
+    def hit_record(self, hit: Hit) -> dict:
+        """A hit with its passage, for people and programs: passage_id, score, text, title, doc_id."""
+        passage = self.index.get(hit.passage_id)
+        return {"passage_id": hit.passage_id, "score": hit.score, "text": passage.text, "title": passage.title,
+                "doc_id": passage.doc_id}
+
+
 class RetrieverCache:
     """Corpora encoded by a model, kept for the stages of one run that search them with the same model.
 

@@ -184,7 +184,8 @@ class HitOut(BaseModel):
     id: str
     score: float
     doc_id: str | None
-    text: str
+    text: str = Field(description="the passage as the encoder saw it (title. text)")
+    title: str = ""
 
 
 class SearchResultOut(BaseModel):
@@ -453,8 +454,8 @@ def _hit_out(index, hit: Hit) -> dict:
     try:
         passage = index.get(hit.passage_id)
     except KeyError:  # removed between the search and this line
-        return {"id": hit.passage_id, "score": hit.score, "doc_id": None, "text": ""}
-    return {"id": hit.passage_id, "score": hit.score, "doc_id": passage.doc_id, "text": passage.full_text}
+        return {"id": hit.passage_id, "score": hit.score, "doc_id": None, "text": "", "title": ""}
+    return {"id": hit.passage_id, "score": hit.score, "doc_id": passage.doc_id, "text": passage.full_text, "title": passage.title}
 
 
 async def _persist(index, settings: ServerSettings) -> bool:

@@ -40,6 +40,7 @@ server that serves the same model.
 
 from __future__ import annotations
 
+import os
 import random
 import re
 import threading
@@ -190,7 +191,9 @@ class OpenAIClient:
         max_retries: Retries of one request on 5xx, 429 and connection errors.
         backoff: Seconds before the first retry; doubled at each further one.
         max_backoff: Cap on the wait between two retries.
-        api_key: Sent as a bearer token when given.
+        api_key: Sent as a bearer token; when ``None``, read from the variable ``api_key_env``.
+        api_key_env: The environment variable holding the key (``OPENAI_API_KEY``); keys never go
+            into spec strings, which runs record (see :func:`uae.teachers.parse_spec_options`).
 
     Raises:
         ValueError: ``base_url`` is not an http(s) URL, or the server does not list exactly one model.
@@ -198,13 +201,15 @@ class OpenAIClient:
     """
 
     def __init__(self, base_url: str, model: str | None = None, concurrency: int = 8, timeout: float = 120.0,
-                 max_retries: int = 6, backoff: float = 0.5, max_backoff: float = 30.0, api_key: str | None = None) -> None:
+                 max_retries: int = 6, backoff: float = 0.5, max_backoff: float = 30.0, api_key: str | None = None,
+                 api_key_env: str = "OPENAI_API_KEY") -> None:
         if not str(base_url).startswith(("http://", "https://")):
             raise ValueError(f"the openai teacher needs an http(s) URL such as http://localhost:8000/v1, got {base_url!r}")
         self.base_url = str(base_url).rstrip("/")
         self.max_retries = int(max_retries)
         self.backoff = float(backoff)
         self.max_backoff = float(max_backoff)
+        api_key = api_key or os.environ.get(api_key_env) or None
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         limits = httpx.Limits(max_connections=int(concurrency), max_keepalive_connections=int(concurrency))
         self._http = httpx.Client(timeout=float(timeout), limits=limits, headers=headers)
@@ -290,7 +295,8 @@ class OpenAICompatTeacher(Teacher):
         backoff: Seconds before the first retry; doubled at each further one.
         max_backoff: Cap on the wait between two retries.
         max_tokens: Tokens to generate (vLLM needs at least 1; OpenAI's legacy API accepts 0).
-        api_key: Sent as a bearer token when given.
+        api_key: Sent as a bearer token; when ``None``, read from the variable ``api_key_env``.
+        api_key_env: The environment variable holding the key (``openai:URL,api_key_env=MY_KEY``).
     """
 
     def __init__(
@@ -306,6 +312,7 @@ class OpenAICompatTeacher(Teacher):
         max_backoff: float = 30.0,
         max_tokens: int = 1,
         api_key: str | None = None,
+        api_key_env: str = "OPENAI_API_KEY",
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r} for the openai teacher; expected one of {MODES}")
@@ -315,7 +322,8 @@ class OpenAICompatTeacher(Teacher):
         self.max_tokens = int(max_tokens)
         self.tokens_processed = 0
         self._count_lock = threading.Lock()
-        self.client = OpenAIClient(base_url, model, self.concurrency, timeout, max_retries, backoff, max_backoff, api_key)
+        self.client = OpenAIClient(base_url, model, self.concurrency, timeout, max_retries, backoff, max_backoff, api_key,
+                                   api_key_env)
         self.base_url = self.client.base_url
         self.model = self.client.model
         self.name = f"openai:{self.model}"
@@ -423,7 +431,8 @@ class OpenAICompatTeacher(Teacher):
         return PromptLogprobsUnavailable(
             f"{self.base_url} (model {self.model!r}) cannot return prompt log-probs: {reason}. The openai teacher needs "
             f"a completions endpoint that scores the prompt (vLLM, SGLang, llama.cpp; mode=echo sends echo=True "
-            f"with logprobs=1, mode=prompt_logprobs sends vLLM's prompt_logprobs=1)"
+            f"with logprobs=1, mode=prompt_logprobs sends vLLM's prompt_logprobs=1); hosted chat APIs do not score "
+            f"prompts, so use one of those servers or a local hf:<model> teacher instead"
         )
 
     def _shorter_passage(self, index: int, request: NLLRequest, passage: str | None, message: str) -> str:
