@@ -359,13 +359,14 @@ def search(
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
     model: Annotated[Optional[str], typer.Option(help="encode queries with this model (e.g. an ONNX export) instead of "
                                                       "the index's; its fingerprint must match")] = None,
+    hybrid: Annotated[bool, typer.Option("--hybrid", help="fuse the dense ranking with BM25's (reciprocal rank fusion)")] = False,
 ) -> None:
     """Search an index with the model it was built with (or an export of it)."""
     from uae.retrieval.retriever import Retriever
 
     def action():
         retriever = Retriever.load(index_dir, model_path=model)
-        results = retriever.search(query, k, [scope] * len(query))
+        results = retriever.search(query, k, [scope] * len(query), hybrid=hybrid)
         records = [[retriever.hit_record(h) for h in hits] for hits in results]
         if as_json:
             payload = [{"query": q, "hits": hits} for q, hits in zip(query, records)]
@@ -398,6 +399,7 @@ def serve(
                                                    help="require 'Authorization: Bearer KEY' on every endpoint but /healthz "
                                                         "(prefer the UAE_API_KEY variable: arguments show in ps)")] = None,
     read_only: Annotated[bool, typer.Option("--read-only", help="refuse POST and DELETE /passages")] = False,
+    hybrid: Annotated[bool, typer.Option("--hybrid", help="fuse every search's dense ranking with BM25's (reciprocal rank fusion)")] = False,
 ) -> None:
     """Serve search, embedding and live index edits over HTTP (OpenAPI at /docs)."""
     if threads is not None:
@@ -420,7 +422,8 @@ def serve(
         if tuning:
             retriever.index.tune(**tuning)
         settings = ServerSettings(batching=batching, max_batch=max_batch, max_wait_ms=max_wait_ms,
-                                  persist_dir=index_dir if persist else None, api_key=api_key or None, read_only=read_only)
+                                  persist_dir=index_dir if persist else None, api_key=api_key or None, read_only=read_only,
+                                  hybrid=hybrid)
         return create_app(retriever, settings)
 
     api = _guarded(action)
@@ -447,6 +450,9 @@ def evaluate_command(
     generate_k: Annotated[int, typer.Option(help="--generate: passages given to the reader")] = 5,
     generate_prompt: Annotated[Optional[str], typer.Option(help="--generate hf:/openai: prompt template with {context} and {question}")] = None,
     max_new_tokens: Annotated[int, typer.Option(help="--generate hf:/openai: most tokens per answer")] = 32,
+    hybrid: Annotated[bool, typer.Option("--hybrid", help="also evaluate NAME+bm25 for base and every --system "
+                                         "(dense and BM25 fused by reciprocal rank)")] = False,
+    trec_run: Annotated[Optional[Path], typer.Option(help="folder for one TREC run file per system (NAME.run)")] = None,
 ) -> None:
     """Compare BM25, the base encoder, the teacher oracle, trained models and LLM re-rankers on a split."""
     from uae.config import EvalConfig, GenerationConfig, LabelingConfig, RunConfig
@@ -463,7 +469,7 @@ def evaluate_command(
             models[name] = Path(path)
         generation = GenerationConfig(backend=generate, k=generate_k, prompt=generate_prompt, max_new_tokens=max_new_tokens) if generate else None
         config = RunConfig(data=str(data), out=str(out), base_model=base_model, generation=generation,
-                           labeling=LabelingConfig(teacher=teacher), eval=EvalConfig(split=split, depth=depth))
+                           labeling=LabelingConfig(teacher=teacher), eval=EvalConfig(split=split, depth=depth, hybrid=hybrid))
         if rerank and not 1 <= rerank_depth <= depth:
             _fail(f"--rerank-depth must be between 1 and --depth ({depth}), got {rerank_depth}")
         rerankers = {}
@@ -472,7 +478,8 @@ def evaluate_command(
             name = name if name not in rerankers and name not in models else f"{name}_{len(rerankers) + 1}"
             rerankers[name] = load_reranker(spec)
         out.mkdir(parents=True, exist_ok=True)
-        stage_eval(config, read_dataset(data), models, utilities={}, rerankers=rerankers, rerank_depth=rerank_depth)
+        stage_eval(config, read_dataset(data), models, utilities={}, rerankers=rerankers, rerank_depth=rerank_depth,
+                   trec_dir=trec_run)
 
     _guarded(action)
 

@@ -37,7 +37,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, St
 from uae.data.schema import Passage
 from uae.retrieval.encoders import encode
 from uae.retrieval.index import DuplicatePassageError, UnknownPassageError
-from uae.retrieval.retriever import Retriever
+from uae.retrieval.retriever import FUSION_DEPTH, Retriever
 from uae.retrieval.types import Hit
 from uae.serving.access import AccessMiddleware
 from uae.serving.openai_api import add_openai_routes
@@ -64,6 +64,7 @@ class ServerSettings(BaseModel):
     api_key: SecretStr | None = Field(None, description="when set, every endpoint but /healthz needs 'Authorization: Bearer <key>'")
     read_only: bool = Field(False, description="refuse POST and DELETE /passages")
     model_name: str | None = Field(None, description="the model's name in /stats and /v1/embeddings (default: its folder name)")
+    hybrid: bool = Field(False, description="fuse every search's dense ranking with BM25's (reciprocal rank fusion)")
 
 
 # -- micro-batching -------------------------------------------------------------------------
@@ -320,9 +321,10 @@ class StatsMiddleware:
 class _Engine:
     """The blocking work behind the endpoints: encoder calls (serialised) and index searches."""
 
-    def __init__(self, retriever: Retriever, max_batch: int):
+    def __init__(self, retriever: Retriever, max_batch: int, hybrid: bool = False):
         self.retriever = retriever
         self.max_batch = max_batch
+        self.hybrid = hybrid
         self.encoder_calls = 0
         self._encoder_lock = threading.Lock()
 
@@ -336,8 +338,13 @@ class _Engine:
 
     def search(self, items: list[tuple[str, str | None, int]]) -> list[list[Hit]]:
         """One encoder call and one index search for ``(text, scope, k)`` items; each keeps its own k."""
-        vectors = self.encode([text for text, _, _ in items])
-        hits = self.retriever.index.search(vectors, max(k for _, _, k in items), [scope for _, scope, _ in items])
+        texts, scopes, depth = [text for text, _, _ in items], [scope for _, scope, _ in items], max(k for _, _, k in items)
+        vectors = self.encode(texts)
+        if self.hybrid:
+            dense = self.retriever.index.search(vectors, max(depth, FUSION_DEPTH), scopes)
+            hits = self.retriever.fuse_with_bm25(texts, dense, depth, scopes)
+        else:
+            hits = self.retriever.index.search(vectors, depth, scopes)
         return [query_hits[:k] for query_hits, (_, _, k) in zip(hits, items)]
 
 
@@ -352,7 +359,7 @@ def create_app(retriever: Retriever, settings: ServerSettings | None = None) -> 
         The app, ready for uvicorn or ``fastapi.testclient.TestClient``.
     """
     settings = settings or ServerSettings()
-    engine = _Engine(retriever, settings.max_batch)
+    engine = _Engine(retriever, settings.max_batch, settings.hybrid)
     if settings.batching:
         wait = settings.max_wait_ms / 1000
         searcher = MicroBatcher(engine.search, settings.max_batch, wait)
@@ -439,7 +446,8 @@ def create_app(retriever: Retriever, settings: ServerSettings | None = None) -> 
         return {
             "corpus_size": len(index),
             "tombstones": index.tombstones,
-            "index": {"kind": index.meta.kind, "params": index.meta.params, "dimension": index.meta.dimension},
+            "index": {"kind": index.meta.kind, "params": index.meta.params, "dimension": index.meta.dimension,
+                      "hybrid": settings.hybrid},
             "model": {"name": model_name, "fingerprint": index.meta.fingerprint},
             "batching": {"enabled": settings.batching, "max_batch": settings.max_batch, "max_wait_ms": settings.max_wait_ms,
                          "encoder_calls": engine.encoder_calls, "search_batches": searcher.calls,
