@@ -207,6 +207,9 @@ def train(
     fallback: Annotated[Optional[str], typer.Option(help="when the student does not beat the base on dev: save the base | student")] = None,
     aggregate: Annotated[str, typer.Option(help="mean | max over several gold answers")] = "mean",
     seed: Annotated[Optional[int], typer.Option()] = None,
+    push_to_hub: Annotated[Optional[str], typer.Option(help="after training, upload the model folder (with its card) to this "
+                                                        "Hugging Face repo, e.g. user/uae-minilm (token: HF_TOKEN or "
+                                                        "`hf auth login`)")] = None,
 ) -> None:
     """Fine-tune the encoder on utility targets (or an ablation loss), keeping the best checkpoint on a dev split.
 
@@ -248,6 +251,11 @@ def train(
                            training=training, selection=selection)
         stage_train(config, dataset, queries, pool_table, utilities, training.loss, out.name, out=out, record=record)
         console.print(f"saved model to {out}")
+        if push_to_hub:
+            from uae.retrieval.encoders import load_encoder
+
+            url = load_encoder(str(out)).push_to_hub(push_to_hub, local_model_path=str(out), exist_ok=True)
+            console.print(f"pushed {out} to {url}")
 
     _guarded(action)
 

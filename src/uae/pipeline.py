@@ -455,6 +455,11 @@ def run_pipeline(config: RunConfig, progress: bool = True, dataset: Dataset | No
     models.update(extra_models or {})
     metrics = timed("eval", lambda: stage_eval(config, dataset, models, utilities, time.perf_counter() - started, progress,
                                                retrievers=retrievers))
+    from uae.training.trainer import add_eval_to_card
+
+    for name in ("uae", "infonce_gold"):  # the models this run trained (not those of --compare)
+        if name in models and name not in (extra_models or {}):
+            add_eval_to_card(models[name], metrics, config.eval.split, name)
     seconds = time.perf_counter() - started
     console.print(f"done in {seconds:.0f} s; report: {config.out_dir / 'report.md'}")
     return RunResult(config.out_dir, metrics, seconds, {"train": train_skipped.to_dict()}, timings)
