@@ -1,7 +1,8 @@
 """A small OpenAI-compatible completions server over a local transformers causal LM, for tests and benchmarks.
 
-It serves ``POST /v1/completions`` and ``GET /v1/models`` with the fields the ``openai`` teacher
-reads, the way vLLM fills them:
+It serves ``POST /v1/completions``, ``POST /v1/chat/completions`` (the messages' contents joined by
+blank lines, greedy, no chat template: a stand-in for a hosted chat API) and ``GET /v1/models`` with
+the fields the ``openai`` teacher and readers read, the way vLLM fills them:
 
 - ``echo=True`` with ``logprobs=N``: ``tokens``, ``token_logprobs`` (``None`` for the first
   token), ``top_logprobs`` and ``text_offset`` for the prompt and then the generated tokens;
@@ -56,6 +57,16 @@ class CompletionRequest(BaseModel):
     echo: bool = False
     logprobs: int | None = None
     prompt_logprobs: int | None = None
+
+
+class ChatRequest(BaseModel):
+    """The fields of an OpenAI chat completions request that this server reads; others are accepted and ignored."""
+
+    model_config = ConfigDict(extra="allow")
+
+    model: str | None = None
+    messages: list[dict[str, Any]]
+    max_tokens: int = 16
 
 
 @dataclass
@@ -212,6 +223,23 @@ def create_app(model_dir: str, fail_first: int = 0, logprobs: bool = True, serve
                  "total_tokens": prompt_tokens + completion_tokens}
         return {"id": f"cmpl-{state.requests}", "object": "text_completion", "created": int(time.time()),
                 "model": name, "choices": choices, "usage": usage}
+
+    @app.post("/v1/chat/completions")
+    def chat_completions(request: ChatRequest):
+        with state.lock:
+            state.requests += 1
+        if request.model not in (None, name):
+            return _error(404, f"the model {request.model!r} does not exist; this server serves {name!r}")
+        prompt = "\n\n".join(str(m.get("content", "")) for m in request.messages)
+        length = len(scorer.tokenize(prompt)[0])
+        if length + request.max_tokens > scorer.context:
+            return _error(400, f"This model's maximum context length is {scorer.context} tokens. However, you requested "
+                               f"{length + request.max_tokens} tokens. Please reduce the length of the messages.")
+        choice, n_prompt, n_generated = _complete(scorer, prompt, CompletionRequest(prompt=prompt, max_tokens=request.max_tokens), False)
+        message = {"role": "assistant", "content": choice["text"]}
+        return {"id": f"chatcmpl-{state.requests}", "object": "chat.completion", "created": int(time.time()), "model": name,
+                "choices": [{"index": 0, "message": message, "finish_reason": "length", "logprobs": None}],
+                "usage": {"prompt_tokens": n_prompt, "completion_tokens": n_generated, "total_tokens": n_prompt + n_generated}}
 
     return app
 

@@ -259,7 +259,7 @@ class OpenAIClient:
         raise TeacherServerError(f"{method} {url} still failing after {self.max_retries} retries; last error: {problem}")
 
     def complete_fitting(self, text: T, payload: Callable[[T], dict[str, Any]], shorten: Callable[[T, str], T],
-                         exhausted: str) -> tuple[httpx.Response, T, bool]:
+                         exhausted: str, path: str = "/completions") -> tuple[httpx.Response, T, bool]:
         """``POST /completions`` with ``payload(text)``; while the server answers 400, cut ``text`` and try again.
 
         Args:
@@ -268,13 +268,14 @@ class OpenAIClient:
             shorten: ``shorten(text, message)``: a shorter ``text`` for the server's 400 ``message``;
                 it raises when the message is no context error or nothing is left to cut.
             exhausted: The message of the ``ValueError`` raised after :data:`MAX_CUTS` cuts.
+            path: ``/completions``, or ``/chat/completions`` for a chat payload.
 
         Returns:
             The successful reply, the ``text`` it was built from, and whether ``text`` was cut.
         """
         truncated = False
         for _ in range(MAX_CUTS):
-            response = self.send("POST", "/completions", payload(text), allow_context_error=True)
+            response = self.send("POST", path, payload(text), allow_context_error=True)
             if response.status_code != 400:
                 return response, text, truncated
             text, truncated = shorten(text, error_message(response)), True
