@@ -189,9 +189,13 @@ def create_app(model_dir: str, fail_first: int = 0, logprobs: bool = True, serve
     app = FastAPI(title="uae testing completions server")
     app.state.server = state
     if api_key:
-        from uae.serving.access import AccessMiddleware
 
-        app.add_middleware(AccessMiddleware, api_key=api_key)
+        @app.middleware("http")
+        async def require_key(request, call_next):  # what a hosted API does with a missing or wrong key
+            if request.headers.get("authorization") != f"Bearer {api_key}":
+                return JSONResponse({"error": {"message": "Incorrect API key provided", "type": "invalid_request_error"}},
+                                    status_code=401)
+            return await call_next(request)
 
     @app.get("/v1/models")
     def models() -> dict[str, Any]:
