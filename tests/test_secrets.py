@@ -56,4 +56,4 @@ def test_no_secret_lands_in_any_file_of_a_run(tiny_gpt2_dir, tiny_encoder_dir, t
     leaking = [str(path) for path in written if SECRET.encode() in path.read_bytes()]
     assert leaking == []
     card = (tmp_path / "run" / "models" / "uae" / "README.md").read_text()
-    assert f"| Teacher (utility labels) | `openai:{tiny_gpt2_dir}` |" in card and "## Evaluation (test split)" in card
+    assert "| Teacher (utility labels) | `openai:" in card and "## Evaluation (test split)" in card

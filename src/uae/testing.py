@@ -67,6 +67,8 @@ class ChatRequest(BaseModel):
     model: str | None = None
     messages: list[dict[str, Any]]
     max_tokens: int = 16
+    logprobs: bool = False
+    top_logprobs: int | None = None
 
 
 @dataclass
@@ -239,10 +241,18 @@ def create_app(model_dir: str, fail_first: int = 0, logprobs: bool = True, serve
         if length + request.max_tokens > scorer.context:
             return _error(400, f"This model's maximum context length is {scorer.context} tokens. However, you requested "
                                f"{length + request.max_tokens} tokens. Please reduce the length of the messages.")
-        choice, n_prompt, n_generated = _complete(scorer, prompt, CompletionRequest(prompt=prompt, max_tokens=request.max_tokens), False)
+        top = max(request.top_logprobs or 1, 1) if request.logprobs else None
+        choice, n_prompt, n_generated = _complete(scorer, prompt, CompletionRequest(prompt=prompt, max_tokens=request.max_tokens,
+                                                                                    logprobs=top), True)
         message = {"role": "assistant", "content": choice["text"]}
+        logprobs = None
+        if top is not None and choice["logprobs"]:
+            echoed = choice["logprobs"]
+            logprobs = {"content": [{"token": token, "logprob": value,
+                                     "top_logprobs": [{"token": t, "logprob": v} for t, v in (tops or {}).items()]}
+                                    for token, value, tops in zip(echoed["tokens"], echoed["token_logprobs"], echoed["top_logprobs"])]}
         return {"id": f"chatcmpl-{state.requests}", "object": "chat.completion", "created": int(time.time()), "model": name,
-                "choices": [{"index": 0, "message": message, "finish_reason": "length", "logprobs": None}],
+                "choices": [{"index": 0, "message": message, "finish_reason": "length", "logprobs": logprobs}],
                 "usage": {"prompt_tokens": n_prompt, "completion_tokens": n_generated, "total_tokens": n_prompt + n_generated}}
 
     return app

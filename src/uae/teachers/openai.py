@@ -298,6 +298,9 @@ class OpenAICompatTeacher(Teacher):
         max_tokens: Tokens to generate (vLLM needs at least 1; OpenAI's legacy API accepts 0).
         api_key: Sent as a bearer token; when ``None``, read from the variable ``api_key_env``.
         api_key_env: The environment variable holding the key (``openai:URL,api_key_env=MY_KEY``).
+        chat: A chat endpoint (``/chat/completions``, hosted APIs): it cannot score prompts, so
+            :meth:`score` (labeling, UPR) refuses with one line; the judge re-ranker uses
+            :meth:`next_token_logprobs` (the first answer token's top log-probs) instead.
     """
 
     def __init__(
@@ -314,6 +317,7 @@ class OpenAICompatTeacher(Teacher):
         max_tokens: int = 1,
         api_key: str | None = None,
         api_key_env: str = "OPENAI_API_KEY",
+        chat: bool = False,
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r} for the openai teacher; expected one of {MODES}")
@@ -322,6 +326,7 @@ class OpenAICompatTeacher(Teacher):
         self.concurrency = int(concurrency)
         self.max_tokens = int(max_tokens)
         self.tokens_processed = 0
+        self.chat = bool(chat)
         self._count_lock = threading.Lock()
         self.client = OpenAIClient(base_url, model, self.concurrency, timeout, max_retries, backoff, max_backoff, api_key,
                                    api_key_env)
@@ -359,6 +364,9 @@ class OpenAICompatTeacher(Teacher):
             TeacherServerError: The server kept failing after every retry, or refused a request.
             ValueError: An answer has no tokens, or a question alone exceeds the server's context.
         """
+        if self.chat:
+            raise self._unavailable("it is a chat endpoint (chat=true), and chat completions return log-probs of generated "
+                                    "tokens only")
         for index, request in enumerate(requests):
             if not request.answer.strip():
                 raise ValueError(f"request {index} (question {request.question!r}): the answer {request.answer!r} is empty")
@@ -427,6 +435,31 @@ class OpenAICompatTeacher(Teacher):
         with self._count_lock:
             self.tokens_processed += len(tokens)
         return NLLResult(-sum(values) / len(values), len(values), truncated)  # type: ignore[arg-type]
+
+    def next_token_logprobs(self, prompt: str, top: int = 20) -> dict[str, float]:
+        """The top log-probs of the first token the model would write after ``prompt`` (one user message on chat).
+
+        Token texts are stripped of surrounding whitespace; a text seen twice keeps its larger log-prob.
+        """
+        if self.chat:
+            payload = {"model": self.model, "messages": [{"role": "user", "content": prompt}], "max_tokens": 1,
+                       "temperature": 0.0, "logprobs": True, "top_logprobs": top}
+            body = self.client.send("POST", "/chat/completions", payload).json()
+            content = ((_first_choice(body).get("logprobs") or {}).get("content") or [{}])[0]
+            pairs = [(entry.get("token", ""), entry.get("logprob")) for entry in content.get("top_logprobs") or []]
+        else:
+            payload = {"model": self.model, "prompt": prompt, "max_tokens": 1, "temperature": 0.0, "logprobs": top}
+            body = self.client.send("POST", "/completions", payload).json()
+            tops = ((_first_choice(body).get("logprobs") or {}).get("top_logprobs") or [{}])[0] or {}
+            pairs = list(tops.items())
+        found: dict[str, float] = {}
+        for token, value in pairs:
+            if isinstance(value, (int, float)):
+                key = str(token).strip()
+                found[key] = max(found.get(key, float("-inf")), float(value))
+        if not found:
+            raise self._unavailable("the reply has no top log-probs of the next token")
+        return found
 
     def _unavailable(self, reason: str) -> PromptLogprobsUnavailable:
         return PromptLogprobsUnavailable(
