@@ -26,7 +26,8 @@ What it does, all through ``uae.pipeline.run_pipeline`` (nothing of the pipeline
    only to evaluate), and ``--compare NAME=MODEL_DIR`` evaluates models of another run beside it
    (e.g. the evidence run's ``uae`` and ``infonce_gold``, on the same test questions);
 4. evaluates on the ``--eval-split`` questions (``test``; ``dev`` for investigations, so nothing is
-   tuned on test): ``bm25``, ``base``, ``uae``, ``infonce_gold`` and ``teacher_oracle`` (the teacher
+   tuned on test): ``bm25``, ``base``, ``uae``, ``infonce_gold``, the hybrids ``base+bm25`` and
+   ``uae+bm25`` (dense and BM25 rankings fused by reciprocal rank fusion) and ``teacher_oracle`` (the teacher
    re-ranking the base top-20 *with the gold answer*: an oracle, not a deployable system), with
    recall@1/5/10, MRR, MAP, nDCG@10 and answer_recall@1/5, relative gains over ``base`` and paired
    t-tests.
@@ -61,7 +62,8 @@ QUICK = {"dataset": "squad-v1.1", "data_dir": str(SHARED_DATA / "squad"), "optio
          "eval_limit": 60, "documents_limit": 4, "pool_size": 8, "train_pool_size": 3, "steps": 4, "batch_size": 4,
          "eval_every": 2}
 """The quick run's sizes; everything else is the library's default, as in a full run."""
-SYSTEMS = ("bm25", "base", "uae", "infonce_gold", "teacher_oracle")
+SYSTEMS = ("bm25", "base", "uae", "infonce_gold", "base+bm25", "uae+bm25", "teacher_oracle")
+"""``NAME+bm25``: the dense ranking of NAME fused with BM25's by reciprocal rank fusion (``--no-hybrid``: left out)."""
 SELECTION_WORDS = {"gold_first": "the gold evidence first, then the best-ranked passages",
                    "rank": "the best-ranked passages only (gold flags ignored)",
                    "utility_first": "the teacher's most useful passage first, then the best-ranked (gold flags ignored)"}
@@ -219,7 +221,7 @@ def run_config(args, data: dict):
         targets=TargetConfig(**targets),
         training=TrainingConfig(**training),
         selection=SelectionConfig(**selection),
-        eval=EvalConfig(split=args.eval_split, encode_scopes_only=True),
+        eval=EvalConfig(split=args.eval_split, encode_scopes_only=True, hybrid=not args.no_hybrid),
     )
 
 
@@ -361,6 +363,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--base-model", default="minilm")
     parser.add_argument("--out", type=Path, help="run folder (default runs/quality-<dataset>[-quick])")
     parser.add_argument("--no-evidence", action="store_true", help="train uae from question-answer pairs alone (qrels read only to evaluate)")
+    parser.add_argument("--no-hybrid", action="store_true", help="leave out the base+bm25 and uae+bm25 systems")
     parser.add_argument("--compare", action="append", default=[], metavar="NAME=MODEL_DIR",
                         help="evaluate another run's model beside this run's systems (repeatable)")
     group = parser.add_argument_group("settings (default: the library's, as in `uae run`)")
@@ -436,7 +439,7 @@ def main(argv: list[str] | None = None) -> dict:
         append_benchmarks(text)
     figures = {}
     for metric in HEADLINE:
-        for system in ("base", "uae", "infonce_gold", *args.compare_models):
+        for system in ("base", "uae", "infonce_gold", "base+bm25", "uae+bm25", *args.compare_models):
             if metric in result.metrics.get(system, {}):
                 figures[f"{system} {metric}"] = result.metrics[system][metric]
     label = (f"quality {args.dataset}{' (quick)' if args.quick else ''}, {data['eval_questions']} {args.eval_split} questions, "

@@ -191,6 +191,35 @@ def compare_encoders(encoders: dict, index, questions: list[str], k: int, truth:
     return rows
 
 
+def time_hybrid(encode, index, paragraphs: list[str], questions: list[str], k: int) -> dict:
+    """Per query: encode, exact top-100 search, BM25 top-100 over ``len(index)`` real paragraphs, RRF to the top ``k``.
+
+    BM25 (bm25s, as ``uae search --hybrid``) runs over SQuAD paragraphs repeated to the index's size;
+    the dense side searches the random vectors, so this row times the hybrid, it does not measure its quality.
+    """
+    from uae.data.schema import Corpus, Passage
+    from uae.retrieval.bm25 import BM25Index
+    from uae.retrieval.mining import reciprocal_rank_fusion
+    from uae.retrieval.retriever import FUSION_DEPTH, RRF_K
+    from uae.retrieval.types import Hit
+
+    size = index.ntotal
+    bm25 = BM25Index(Corpus(Passage(f"p{i}", paragraphs[i % len(paragraphs)]) for i in range(size)))
+    latencies, lexical_s = [], []
+    for n, q in enumerate([*questions[:3], *questions]):
+        started = time.perf_counter()
+        scores, rows = index.search(encode(q), FUSION_DEPTH)
+        dense = [Hit(f"p{r}", float(s)) for s, r in zip(scores[0], rows[0])]
+        lexical_started = time.perf_counter()
+        lexical = bm25.search([q], FUSION_DEPTH)[0]
+        lexical_done = time.perf_counter()
+        reciprocal_rank_fusion([dense, lexical], RRF_K)[:k]
+        if n >= 3:  # the first three warm up
+            latencies.append(time.perf_counter() - started)
+            lexical_s.append(lexical_done - lexical_started)
+    return {**percentiles(latencies), "bm25_p50": float(np.percentile(lexical_s, 50)), "size": size}
+
+
 def wait_for_quiet(cores: int, seconds: float) -> float:
     """Wait up to ``seconds`` for the 1-minute load average to drop to ``cores``; returns the load then."""
     deadline = time.monotonic() + seconds
@@ -313,6 +342,9 @@ def run_uae(args, setup: dict, questions: list[str], k: int) -> dict:
         setup["encoder_min_cosine"] = float((reference * chosen).sum(1).min())
         print(f"encoder {choice}; min cosine to float32 {setup['encoder_min_cosine']:.5f}")
         uae = time_uae(encode, indexes, timed, k, truth)
+        setup["hybrid"] = time_hybrid(encode, indexes[EXACT], setup["paragraphs"], timed, k)
+        print(f"  hybrid (encode + exact top-100 + BM25 top-100 + RRF): p50 {setup['hybrid']['p50'] * 1e3:.2f} ms, "
+              f"p95 {setup['hybrid']['p95'] * 1e3:.2f} ms (BM25 alone p50 {setup['hybrid']['bm25_p50'] * 1e3:.2f} ms)")
     for name, row in uae.items():
         print(f"  UAE {name}: p50 {row['p50'] * 1e3:.2f} ms, p95 {row['p95'] * 1e3:.2f} ms"
               + (f", recall {row['recall']:.3f}" if "recall" in row else ""))
@@ -513,6 +545,10 @@ def report(command: str, info: dict, args, setup: dict, uae: dict, llm: dict, en
         f"{setup['k']} of the float32 encoder's vector (so it also covers the encoder's dtype); the headline is the "
         f"fastest kind with recall >= {MIN_RECALL}. Encoding alone: p50 {uae['_encode']['p50'] * 1e3:.2f} ms.\n",
         *encoder_table(setup),
+        f"Hybrid search (`uae search --hybrid`) with this encoder: encode, exact top-100, BM25 top-100 over "
+        f"{setup['hybrid']['size']:,} SQuAD paragraphs (bm25s), reciprocal rank fusion: p50 "
+        f"{setup['hybrid']['p50'] * 1e3:.2f} ms, p95 {setup['hybrid']['p95'] * 1e3:.2f} ms (BM25 alone p50 "
+        f"{setup['hybrid']['bm25_p50'] * 1e3:.2f} ms). Timing only: the dense side searches random vectors.\n",
         f"| index ({args.index_size:,} vectors) | recall@{setup['k']} vs exact fp32 | search p50 ms | encode+search p50 ms | p95 ms | queries/s |",
         "|---|---:|---:|---:|---:|---:|",
         *uae_rows,
@@ -596,6 +632,7 @@ def main() -> None:
     print(f"machine: {info['cores']} cores ({info['cpu']}), torch {info['torch']}, transformers {info['transformers']}, "
           f"faiss {info['faiss']}, load average {info['load_average']:.1f} (shared machine)")
     questions, paragraphs, setup["text"] = load_text()
+    setup["paragraphs"] = paragraphs
 
     started = time.perf_counter()
     uae = run_uae(args, setup, questions, depths[0])

@@ -52,7 +52,7 @@ def test_quality_bench_splits_by_document_and_evaluates_every_system(tmp_path, t
 
     saved = json.loads((out / "metrics.json").read_text())
     assert saved == metrics
-    assert set(saved) == {"bm25", "base", "uae", "infonce_gold", "teacher_oracle"}
+    assert set(saved) == {"bm25", "base", "uae", "infonce_gold", "base+bm25", "uae+bm25", "infonce_gold+bm25", "teacher_oracle"}
     for row in saved.values():
         assert {"recall@1", "recall@5", "mrr", "map", "ndcg@10", "answer_recall@1", "answer_recall@5"} <= set(row)
         assert row["answer_recall@1"] <= row["answer_recall@5"]

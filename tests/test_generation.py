@@ -109,6 +109,20 @@ def test_openai_reader_through_the_testing_server(tiny_gpt2_dir: Path) -> None:
         assert server.state.requests >= 3
 
 
+def test_openai_chat_reader_through_the_testing_server_with_a_key(tiny_gpt2_dir: Path, monkeypatch) -> None:
+    from uae.testing import serve
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-chat-test")
+    requests = [ReaderRequest("How high is Kappa?", ("Kappa is 2000 metres high.",)), ReaderRequest("How high is Kappa?", (LONG,))]
+    with serve(tiny_gpt2_dir, api_key="sk-chat-test") as server:
+        chat = load_reader(f"openai:{server.base_url},chat=true", max_new_tokens=4, backoff=0.01)
+        completions = load_reader(f"openai:{server.base_url}", max_new_tokens=4, backoff=0.01)
+        assert chat.describe()["endpoint"] == "/chat/completions"
+        answers = chat.generate(requests)
+        assert [a.truncated for a in answers] == [False, True]  # the long prompt got HTTP 400 and was cut
+        assert [a.text for a in answers] == [a.text for a in completions.generate(requests)]  # one user message = the prompt
+
+
 # ---- `uae eval --generate` end to end ----------------------------------------------------------
 
 

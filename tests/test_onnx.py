@@ -130,6 +130,8 @@ def test_cli_export_index_and_search_with_the_onnx_folder(tiny_encoder_dir, tmp_
     assert runner.invoke(app, ["index", str(out), str(data), "--out", str(index_dir)]).exit_code == 0
     found = runner.invoke(app, ["search", str(index_dir), "castle facts", "-k", "2", "--json"])
     assert found.exit_code == 0, found.output
-    assert len(json.loads(found.stdout)[0]["hits"]) == 2
+    hits = json.loads(found.stdout)[0]["hits"]
+    assert len(hits) == 2 and set(hits[0]) == {"passage_id", "score", "text", "title", "doc_id"}
+    assert hits[0]["doc_id"] in ("doc-0", "doc-1")
     with_torch = runner.invoke(app, ["search", str(index_dir), "castle facts", "-k", "2", "--json", "--model", str(tiny_encoder_dir)])
-    assert with_torch.exit_code == 0 and json.loads(with_torch.stdout)[0]["hits"][0]["id"] == json.loads(found.stdout)[0]["hits"][0]["id"]
+    assert with_torch.exit_code == 0 and json.loads(with_torch.stdout)[0]["hits"][0]["passage_id"] == json.loads(found.stdout)[0]["hits"][0]["passage_id"]

@@ -46,6 +46,10 @@ _PUBLIC = {
     "Hit": "uae.retrieval.types",
     "Run": "uae.retrieval.types",
     "Retriever": "uae.retrieval.retriever",
+    "DenseIndex": "uae.retrieval.index",
+    "IndexConfig": "uae.retrieval.index",
+    "load_encoder": "uae.retrieval.encoders",
+    "export_onnx": "uae.retrieval.onnx_encoder",
     "mine_pools": "uae.retrieval.mining",
     # teachers and labeling
     "Teacher": "uae.teachers.base",
@@ -93,6 +97,9 @@ if TYPE_CHECKING:
     from uae.pipeline import run_pipeline
     from uae.rerankers import load_reranker
     from uae.retrieval.mining import mine_pools
+    from uae.retrieval.encoders import load_encoder
+    from uae.retrieval.index import DenseIndex, IndexConfig
+    from uae.retrieval.onnx_encoder import export_onnx
     from uae.retrieval.retriever import Retriever
     from uae.retrieval.types import Hit, Run
     from uae.targets.utilities import utilities_from_nlls

@@ -212,6 +212,9 @@ def train(
     gather_across_devices: Annotated[Optional[bool], typer.Option(
         "--gather-across-devices/--no-gather-across-devices",
         help="under torchrun / accelerate launch: in-batch negatives from every process (default) or the local batch only")] = None,
+    push_to_hub: Annotated[Optional[str], typer.Option(help="after training, upload the model folder (with its card) to this "
+                                                        "Hugging Face repo, e.g. user/uae-minilm (token: HF_TOKEN or "
+                                                        "`hf auth login`)")] = None,
 ) -> None:
     """Fine-tune the encoder on utility targets (or an ablation loss), keeping the best checkpoint on a dev split.
 
@@ -254,6 +257,11 @@ def train(
                            training=training, selection=selection)
         stage_train(config, dataset, queries, pool_table, utilities, training.loss, out.name, out=out, record=record)
         console.print(f"saved model to {out}")
+        if push_to_hub:
+            from uae.retrieval.encoders import load_encoder
+
+            url = load_encoder(str(out)).push_to_hub(push_to_hub, local_model_path=str(out), exist_ok=True)
+            console.print(f"pushed {out} to {url}")
 
     _guarded(action)
 
@@ -402,6 +410,7 @@ def search(
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
     model: Annotated[Optional[str], typer.Option(help="encode queries with this model (e.g. an ONNX export) instead of "
                                                       "the index's; its fingerprint must match")] = None,
+    hybrid: Annotated[bool, typer.Option("--hybrid", help="fuse the dense ranking with BM25's (reciprocal rank fusion)")] = False,
 ) -> None:
     """Search an index with the model it was built with (or an export of it)."""
     from uae.retrieval.retriever import Retriever
@@ -410,17 +419,17 @@ def search(
         retriever = Retriever.load(index_dir, model_path=model)
         if scope is not None and not retriever.index.has_scope(scope):
             raise ValueError(f"--scope: unknown scope {scope!r} (no passage of {index_dir} has this doc_id)")
-        results = retriever.search(query, k, [scope] * len(query))
-        texts = {p.id: p.text for p in retriever.index.passages}
+        results = retriever.search(query, k, [scope] * len(query), hybrid=hybrid)
+        records = [[retriever.hit_record(h) for h in hits] for hits in results]
         if as_json:
-            payload = [{"query": q, "hits": [{"id": h.passage_id, "score": h.score, "text": texts[h.passage_id]} for h in hits]}
-                       for q, hits in zip(query, results)]
+            payload = [{"query": q, "hits": hits} for q, hits in zip(query, records)]
             typer.echo(json.dumps(payload, ensure_ascii=False))
             return
-        for text, hits in zip(query, results):
+        for text, hits in zip(query, records):
             console.print(f"[bold]{text}")
             for rank, hit in enumerate(hits, start=1):
-                console.print(f"  {rank}. [cyan]{hit.passage_id}[/] {hit.score:.4f}  {texts[hit.passage_id][:120]}")
+                shown = f"{hit['title']}. {hit['text']}" if hit["title"] else hit["text"]
+                console.print(f"  {rank}. [cyan]{hit['passage_id']}[/] {hit['score']:.4f}  {shown[:120]}")
 
     _guarded(action)
 
@@ -443,6 +452,7 @@ def serve(
                                                    help="require 'Authorization: Bearer KEY' on every endpoint but /healthz "
                                                         "(prefer the UAE_API_KEY variable: arguments show in ps)")] = None,
     read_only: Annotated[bool, typer.Option("--read-only", help="refuse POST and DELETE /passages")] = False,
+    hybrid: Annotated[bool, typer.Option("--hybrid", help="fuse every search's dense ranking with BM25's (reciprocal rank fusion)")] = False,
 ) -> None:
     """Serve search, embedding and live index edits over HTTP (OpenAPI at /docs)."""
     if threads is not None:
@@ -465,7 +475,8 @@ def serve(
         if tuning:
             retriever.index.tune(**tuning)
         settings = ServerSettings(batching=batching, max_batch=max_batch, max_wait_ms=max_wait_ms,
-                                  persist_dir=index_dir if persist else None, api_key=api_key or None, read_only=read_only)
+                                  persist_dir=index_dir if persist else None, api_key=api_key or None, read_only=read_only,
+                                  hybrid=hybrid)
         return create_app(retriever, settings)
 
     api = _guarded(action)
@@ -492,6 +503,9 @@ def evaluate_command(
     generate_k: Annotated[int, typer.Option(help="--generate: passages given to the reader", min=1)] = 5,
     generate_prompt: Annotated[Optional[str], typer.Option(help="--generate hf:/openai: prompt template with {context} and {question}")] = None,
     max_new_tokens: Annotated[int, typer.Option(help="--generate hf:/openai: most tokens per answer", min=1)] = 32,
+    hybrid: Annotated[bool, typer.Option("--hybrid", help="also evaluate NAME+bm25 for base and every --system "
+                                         "(dense and BM25 fused by reciprocal rank)")] = False,
+    trec_run: Annotated[Optional[Path], typer.Option(help="folder for one TREC run file per system (NAME.run)")] = None,
 ) -> None:
     """Compare BM25, the base encoder, the teacher oracle, trained models and LLM re-rankers on a split."""
     from uae.config import EvalConfig, GenerationConfig, LabelingConfig, RunConfig
@@ -508,7 +522,7 @@ def evaluate_command(
             models[name] = Path(path)
         generation = GenerationConfig(backend=generate, k=generate_k, prompt=generate_prompt, max_new_tokens=max_new_tokens) if generate else None
         config = RunConfig(data=str(data), out=str(out), base_model=base_model, generation=generation,
-                           labeling=LabelingConfig(teacher=teacher), eval=EvalConfig(split=split, depth=depth))
+                           labeling=LabelingConfig(teacher=teacher), eval=EvalConfig(split=split, depth=depth, hybrid=hybrid))
         if rerank and not 1 <= rerank_depth <= depth:
             _fail(f"--rerank-depth must be between 1 and --depth ({depth}), got {rerank_depth}")
         rerankers = {}
@@ -517,7 +531,8 @@ def evaluate_command(
             name = name if name not in rerankers and name not in models else f"{name}_{len(rerankers) + 1}"
             rerankers[name] = load_reranker(spec)
         out.mkdir(parents=True, exist_ok=True)
-        stage_eval(config, read_dataset(data), models, utilities={}, rerankers=rerankers, rerank_depth=rerank_depth)
+        stage_eval(config, read_dataset(data), models, utilities={}, rerankers=rerankers, rerank_depth=rerank_depth,
+                   trec_dir=trec_run)
 
     _guarded(action)
 

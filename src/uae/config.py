@@ -130,6 +130,8 @@ class EvalConfig(_Strict):
     encode_scopes_only: bool = Field(False, description="when every evaluated question is scoped, encode only the documents they "
                                      "search (same metrics, less encoding; the saved index then holds those documents only)")
     oracle_depth: int = Field(20, ge=1, description="passages of the base encoder's ranking the teacher oracle re-ranks")
+    hybrid: bool = Field(False, description="also evaluate NAME+bm25 for the base encoder and every model: the dense and "
+                         "BM25 rankings fused by reciprocal rank fusion (uae.retrieval.retriever)")
 
 
 class GenerationConfig(_Strict):

@@ -278,8 +278,12 @@ class EvalScores:
 
 def stage_eval(config: RunConfig, dataset: Dataset, models: dict[str, Path], utilities, seconds_so_far: float = 0.0, progress: bool = True,
                rerankers: dict[str, Reranker] | None = None, rerank_depth: int = 20,
-               generation: GenerationConfig | None = None, retrievers: RetrieverCache | None = None) -> dict[str, dict[str, float]]:
+               generation: GenerationConfig | None = None, retrievers: RetrieverCache | None = None,
+               trec_dir: Path | None = None) -> dict[str, dict[str, float]]:
     """Evaluate BM25, the base encoder, the teacher oracle, every trained model and re-ranker; write the report.
+
+    ``trec_dir``: also write one TREC run file per system there (``NAME.run``, tag NAME), to score
+    with trec_eval or ir_measures.
 
     ``rerankers`` (``{system name: Reranker}``) re-rank the base encoder's top-``rerank_depth``;
     their per-query latency goes into the report. ``generation`` (default ``config.generation``)
@@ -304,6 +308,12 @@ def stage_eval(config: RunConfig, dataset: Dataset, models: dict[str, Path], uti
         sections = {"Answer quality": add_answer_quality(generation, runs, queries, dataset.corpus, config.out_dir / "generations",
                                                          scores.metrics, scores.comparison, progress), **sections}
     write_eval_results(config.out_dir, scores)
+    if trec_dir is not None:
+        from uae.evaluation.report import write_trec_run
+
+        Path(trec_dir).mkdir(parents=True, exist_ok=True)
+        for name, run in runs.items():
+            write_trec_run(run, Path(trec_dir) / f"{name}.run", name)
     plots = eval_plots(config.out_dir, models, utilities, teacher, scores)
     intro = eval_intro(config, queries, skipped, models, teacher, scores, rerankers, rerank_depth, seconds_so_far,
                        time.perf_counter() - started)
@@ -323,6 +333,12 @@ def eval_runs(config: RunConfig, dataset: Dataset, queries: Sequence[Query], mod
     for name, model_dir in models.items():
         runs[name] = dense_run(str(model_dir), dataset, queries, depth, save_index=config.out_dir / "index" if name == "uae" else None,
                                progress=progress, scopes_only=scopes_only, retrievers=retrievers)
+    if config.eval.hybrid:
+        from uae.retrieval.mining import fuse_runs
+        from uae.retrieval.retriever import RRF_K
+
+        for name in ["base", *models]:
+            runs[f"{name}+bm25"] = fuse_runs([runs[name], runs["bm25"]], depth, RRF_K)
     runs["teacher_oracle"] = teacher_oracle_run(teacher, dataset, queries, runs["base"], config.eval.oracle_depth, config.labeling.aggregate)
     return runs
 
@@ -471,6 +487,11 @@ def run_pipeline(config: RunConfig, progress: bool = True, dataset: Dataset | No
         return RunResult(config.out_dir, {}, time.perf_counter() - started, {"train": train_skipped.to_dict()}, timings)
     metrics = timed("eval", lambda: stage_eval(config, dataset, models, utilities, time.perf_counter() - started, progress,
                                                retrievers=retrievers))
+    from uae.training.trainer import add_eval_to_card
+
+    for name in ("uae", "infonce_gold"):  # the models this run trained (not those of --compare)
+        if name in models and name not in (extra_models or {}):
+            add_eval_to_card(models[name], metrics, config.eval.split, name)
     seconds = time.perf_counter() - started
     console.print(f"done in {seconds:.0f} s; report: {config.out_dir / 'report.md'}")
     return RunResult(config.out_dir, metrics, seconds, {"train": train_skipped.to_dict()}, timings)

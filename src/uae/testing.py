@@ -1,7 +1,8 @@
 """A small OpenAI-compatible completions server over a local transformers causal LM, for tests and benchmarks.
 
-It serves ``POST /v1/completions`` and ``GET /v1/models`` with the fields the ``openai`` teacher
-reads, the way vLLM fills them:
+It serves ``POST /v1/completions``, ``POST /v1/chat/completions`` (the messages' contents joined by
+blank lines, greedy, no chat template: a stand-in for a hosted chat API) and ``GET /v1/models`` with
+the fields the ``openai`` teacher and readers read, the way vLLM fills them:
 
 - ``echo=True`` with ``logprobs=N``: ``tokens``, ``token_logprobs`` (``None`` for the first
   token), ``top_logprobs`` and ``text_offset`` for the prompt and then the generated tokens;
@@ -56,6 +57,18 @@ class CompletionRequest(BaseModel):
     echo: bool = False
     logprobs: int | None = None
     prompt_logprobs: int | None = None
+
+
+class ChatRequest(BaseModel):
+    """The fields of an OpenAI chat completions request that this server reads; others are accepted and ignored."""
+
+    model_config = ConfigDict(extra="allow")
+
+    model: str | None = None
+    messages: list[dict[str, Any]]
+    max_tokens: int = 16
+    logprobs: bool = False
+    top_logprobs: int | None = None
 
 
 @dataclass
@@ -161,7 +174,7 @@ def _prompt_logprobs(scorer: _Scorer, ids: list[int], texts: list[str], log_prob
 
 
 def create_app(model_dir: str, fail_first: int = 0, logprobs: bool = True, served_name: str | None = None,
-               tokenizer: str | None = None) -> FastAPI:
+               tokenizer: str | None = None, api_key: str | None = None) -> FastAPI:
     """The FastAPI app serving ``model_dir``; ``app.state.server`` is its :class:`ServerState`.
 
     Args:
@@ -170,12 +183,21 @@ def create_app(model_dir: str, fail_first: int = 0, logprobs: bool = True, serve
         logprobs: When ``False``, never return log-probs (a server that cannot score prompts).
         served_name: The model name in ``/v1/models``; defaults to ``model_dir``.
         tokenizer: A separate tokenizer folder or name; defaults to the model's.
+        api_key: When set, requests without ``Authorization: Bearer <api_key>`` get HTTP 401.
     """
     scorer = _Scorer(model_dir, tokenizer)
     name = served_name or str(model_dir)
     state = ServerState()
     app = FastAPI(title="uae testing completions server")
     app.state.server = state
+    if api_key:
+
+        @app.middleware("http")
+        async def require_key(request, call_next):  # what a hosted API does with a missing or wrong key
+            if request.headers.get("authorization") != f"Bearer {api_key}":
+                return JSONResponse({"error": {"message": "Incorrect API key provided", "type": "invalid_request_error"}},
+                                    status_code=401)
+            return await call_next(request)
 
     @app.get("/v1/models")
     def models() -> dict[str, Any]:
@@ -208,6 +230,31 @@ def create_app(model_dir: str, fail_first: int = 0, logprobs: bool = True, serve
         return {"id": f"cmpl-{state.requests}", "object": "text_completion", "created": int(time.time()),
                 "model": name, "choices": choices, "usage": usage}
 
+    @app.post("/v1/chat/completions")
+    def chat_completions(request: ChatRequest):
+        with state.lock:
+            state.requests += 1
+        if request.model not in (None, name):
+            return _error(404, f"the model {request.model!r} does not exist; this server serves {name!r}")
+        prompt = "\n\n".join(str(m.get("content", "")) for m in request.messages)
+        length = len(scorer.tokenize(prompt)[0])
+        if length + request.max_tokens > scorer.context:
+            return _error(400, f"This model's maximum context length is {scorer.context} tokens. However, you requested "
+                               f"{length + request.max_tokens} tokens. Please reduce the length of the messages.")
+        top = max(request.top_logprobs or 1, 1) if request.logprobs else None
+        choice, n_prompt, n_generated = _complete(scorer, prompt, CompletionRequest(prompt=prompt, max_tokens=request.max_tokens,
+                                                                                    logprobs=top), True)
+        message = {"role": "assistant", "content": choice["text"]}
+        logprobs = None
+        if top is not None and choice["logprobs"]:
+            echoed = choice["logprobs"]
+            logprobs = {"content": [{"token": token, "logprob": value,
+                                     "top_logprobs": [{"token": t, "logprob": v} for t, v in (tops or {}).items()]}
+                                    for token, value, tops in zip(echoed["tokens"], echoed["token_logprobs"], echoed["top_logprobs"])]}
+        return {"id": f"chatcmpl-{state.requests}", "object": "chat.completion", "created": int(time.time()), "model": name,
+                "choices": [{"index": 0, "message": message, "finish_reason": "length", "logprobs": logprobs}],
+                "usage": {"prompt_tokens": n_prompt, "completion_tokens": n_generated, "total_tokens": n_prompt + n_generated}}
+
     return app
 
 
@@ -227,7 +274,7 @@ def serve(model_dir: str, host: str = "127.0.0.1", port: int = 0, **options: Any
         model_dir: The causal LM to serve.
         host: Interface to bind.
         port: Port; ``0`` picks a free one.
-        **options: ``fail_first``, ``logprobs``, ``served_name``, ``tokenizer`` (see :func:`create_app`).
+        **options: ``fail_first``, ``logprobs``, ``served_name``, ``tokenizer``, ``api_key`` (see :func:`create_app`).
 
     Yields:
         The running server; it is stopped when the block exits.

@@ -11,7 +11,9 @@
   ``max_new_tokens`` tokens (:class:`HFReader`, through :class:`uae.teachers.causal_lm.GreedyGenerator`).
 - ``openai:<base_url>``: an OpenAI-compatible completions server (vLLM, llama.cpp), greedy
   (``temperature=0``), through :class:`uae.teachers.openai.OpenAIClient`, the openai teacher's
-  HTTP client, retries, model discovery and cut-and-retry loop (:class:`OpenAIReader`).
+  HTTP client, retries, model discovery and cut-and-retry loop (:class:`OpenAIReader`);
+  ``openai:<base_url>,chat=true`` sends the prompt as one user message to ``/chat/completions``
+  (hosted chat APIs; the key comes from ``OPENAI_API_KEY`` or ``api_key_env=NAME``).
 
 LM readers see one prompt per question, built from a template with ``{context}`` and
 ``{question}`` (:data:`DEFAULT_PROMPT`); the context is the top-k passages, best first, numbered
@@ -271,9 +273,10 @@ class OpenAIReader(Reader):
     kind = LM_LABEL
 
     def __init__(self, base_url: str, model: str | None = None, prompt: str = DEFAULT_PROMPT, max_new_tokens: int = 32,
-                 concurrency: int = 8, **client_options: Any) -> None:
+                 concurrency: int = 8, chat: bool | str = False, **client_options: Any) -> None:
         from uae.teachers.openai import OpenAIClient
 
+        self.chat = chat if isinstance(chat, bool) else str(chat).strip().lower() in ("1", "true", "yes", "on")
         self.prompt = check_prompt(prompt)
         self.max_new_tokens = int(max_new_tokens)
         self.concurrency = int(concurrency)
@@ -283,7 +286,7 @@ class OpenAIReader(Reader):
 
     def describe(self) -> dict[str, Any]:
         return {"generator": self.name, "kind": self.kind, "model": self.model, "prompt": self.prompt,
-                "max_new_tokens": self.max_new_tokens}
+                "max_new_tokens": self.max_new_tokens, "endpoint": "/chat/completions" if self.chat else "/completions"}
 
     def generate(self, requests: Sequence[ReaderRequest]) -> list[ReaderAnswer]:
         if len(requests) <= 1 or self.concurrency <= 1:
@@ -296,12 +299,20 @@ class OpenAIReader(Reader):
 
         response, _, truncated = self.client.complete_fitting(
             format_context(request.passages),
-            lambda context: {"model": self.model, "prompt": self.prompt.format(context=context, question=request.question),
-                             "max_tokens": self.max_new_tokens, "temperature": 0.0, "stop": ["\n"]},
+            lambda context: self._payload(self.prompt.format(context=context, question=request.question)),
             lambda context, message: self._shorter_context(request, context, message),
             f"question {request.question!r}: the prompt still does not fit after {MAX_CUTS} cuts",
+            path="/chat/completions" if self.chat else "/completions",
         )
-        return ReaderAnswer(first_line(_completion_text(response.json())), truncated)
+        body = response.json()
+        return ReaderAnswer(first_line(_chat_text(body) if self.chat else _completion_text(body)), truncated)
+
+    def _payload(self, prompt: str) -> dict[str, Any]:
+        """The request body: a completions prompt, or one user message for chat (no stop: chat answers may open with a newline)."""
+        if self.chat:
+            return {"model": self.model, "messages": [{"role": "user", "content": prompt}], "max_tokens": self.max_new_tokens,
+                    "temperature": 0.0}
+        return {"model": self.model, "prompt": prompt, "max_tokens": self.max_new_tokens, "temperature": 0.0, "stop": ["\n"]}
 
     def _shorter_context(self, request: ReaderRequest, context: str, message: str) -> str:
         """The first half of ``context``, when the server's 400 ``message`` says the prompt is too long."""
@@ -313,6 +324,14 @@ class OpenAIReader(Reader):
         if not context:
             raise ValueError(f"question {request.question!r} does not fit the server's context even without passages")
         return context[: len(context) // 2]
+
+
+def _chat_text(body: dict[str, Any]) -> str:
+    choices = body.get("choices") if isinstance(body, dict) else None
+    message = choices[0].get("message") if choices and isinstance(choices[0], dict) else None
+    if not isinstance(message, dict) or not isinstance(message.get("content"), str):
+        raise ValueError(f"the chat completions reply has no choices[0].message.content: {str(body)[:200]}")
+    return message["content"]
 
 
 def _completion_text(body: dict[str, Any]) -> str:

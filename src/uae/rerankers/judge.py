@@ -4,7 +4,10 @@
 the prompt. On a transformers backend that is one forward pass per passage, batched, with the LM
 head applied at the last prompt position only. Any other teacher is asked for the NLLs of the
 answers "Yes" and "No" instead (two scored requests per passage; the same number when both labels
-are single tokens, since a teacher's NLL is the mean over answer tokens).
+are single tokens, since a teacher's NLL is the mean over answer tokens). A chat endpoint
+(``judge:openai:URL,chat=true``) cannot score prompts: it is asked for the top-20 log-probs of the
+first answer token, and a label missing from them gets the smallest log-prob listed (an upper
+bound on its own).
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ class JudgeReranker(Reranker):
         backend: A teacher built with ``templates=JUDGE_TEMPLATES``; an ``HFTeacher`` takes the fast path.
         yes: The positive label.
         no: The negative label.
+        top_logprobs: Chat backends: how many of the first token's top log-probs to ask for (OpenAI allows 20).
 
     Raises:
         ValueError: The backend uses other templates, or both labels start with the same token.
@@ -43,13 +47,15 @@ class JudgeReranker(Reranker):
 
     name = "judge"
 
-    def __init__(self, backend: Teacher, yes: str = "Yes", no: str = "No") -> None:
+    def __init__(self, backend: Teacher, yes: str = "Yes", no: str = "No", top_logprobs: int = 20) -> None:
         super().__init__(backend)
         templates = getattr(backend, "templates", JUDGE_TEMPLATES)
         if templates != JUDGE_TEMPLATES:
             raise ValueError(f"the judge needs a backend built with templates=JUDGE_TEMPLATES, got {templates!r}")
         self.yes, self.no = yes, no
         self.fast = isinstance(backend, HFTeacher)
+        self.chat = bool(getattr(backend, "chat", False))
+        self.top_logprobs = int(top_logprobs)
         self.label_tokens: tuple[list[int], list[int]] | None = self._label_tokens() if self.fast else None
 
     def _label_tokens(self) -> tuple[list[int], list[int]]:
@@ -62,7 +68,16 @@ class JudgeReranker(Reranker):
 
     def score(self, query: str, passages: list[str]) -> list[float]:
         """Yes-versus-No log-odds of each passage (higher is better)."""
+        if self.chat:
+            return [self._score_by_top_logprobs(query, p) for p in passages]
         return self._score_fast(query, passages) if self.fast else self._score_by_nll(query, passages)
+
+    def _score_by_top_logprobs(self, query: str, passage: str) -> float:
+        """``log p(yes) - log p(no)`` from the first answer token's top log-probs (chat endpoints)."""
+        tops = self.backend.next_token_logprobs(JUDGE_TEMPLATES.prefix(query, passage), self.top_logprobs)
+        floor = min(tops.values())
+        self.count("label_not_in_top", int(self.yes not in tops) + int(self.no not in tops))
+        return tops.get(self.yes, floor) - tops.get(self.no, floor)
 
     def _score_fast(self, query: str, passages: list[str]) -> list[float]:
         """One forward per passage; the prompt is cut exactly as the teacher would cut it for the answer "Yes"."""
@@ -90,5 +105,6 @@ class JudgeReranker(Reranker):
             "backend": self.backend.describe(),
             "labels": [self.yes, self.no],
             "label_tokens": self.label_tokens,
-            "path": "one forward, last position" if self.fast else "answer NLLs of Yes and No",
+            "path": "one forward, last position" if self.fast else
+                    "top-20 log-probs of the first answer token (chat)" if self.chat else "answer NLLs of Yes and No",
         }

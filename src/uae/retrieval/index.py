@@ -21,7 +21,7 @@ On disk an index folder holds::
 
     meta.json                    model, fingerprint, dimension, kind, params, size, version, file names
     index-<version>.faiss        the FAISS index
-    passages-<version>.parquet   row, passage_id, doc_id, text
+    passages-<version>.parquet   row, passage_id, doc_id, text, title
 
 ``meta.json`` is the commit point: a save writes the new version's files, fsyncs them, then
 replaces ``meta.json`` atomically, and only then deletes older versions. A crash at any moment
@@ -59,8 +59,9 @@ from uae.io import atomic_path, atomic_write_json
 from uae.retrieval.types import Hit
 
 PASSAGE_SCHEMA = pa.schema(
-    [("row", pa.int64()), ("passage_id", pa.string()), ("doc_id", pa.string()), ("text", pa.string())]
+    [("row", pa.int64()), ("passage_id", pa.string()), ("doc_id", pa.string()), ("text", pa.string()), ("title", pa.string())]
 )
+"""Folders written before ``title`` existed hold the title inside ``text`` (title. text) and still load."""
 INDEX_KINDS = ("exact", "hnsw", "ivfpq")
 META_FILE = "meta.json"
 _OWNED_FILE = re.compile(r"^(index(-\d+)?\.faiss|passages(-\d+)?\.parquet|meta\.json)(\.tmp)?$")
@@ -624,7 +625,8 @@ def _write_passages(rows: list[tuple[int, Passage]], path: Path) -> None:
             "row": [row for row, _ in rows],
             "passage_id": [p.id for _, p in rows],
             "doc_id": [p.doc_id for _, p in rows],
-            "text": [p.full_text for _, p in rows],
+            "text": [p.text for _, p in rows],
+            "title": [p.title for _, p in rows],
         },
         schema=PASSAGE_SCHEMA,
     )
@@ -703,11 +705,14 @@ def _read_meta(folder: Path) -> IndexMeta:
 
 
 def _read_passages(path: Path) -> tuple[list[int], list[Passage]]:
-    legacy = path.is_file() and "row" not in pq.read_schema(path).names
-    table = read_table(path, PASSAGE_SCHEMA.remove(0) if legacy else PASSAGE_SCHEMA)
+    names = pq.read_schema(path).names if path.is_file() else PASSAGE_SCHEMA.names
+    schema = pa.schema([f for f in PASSAGE_SCHEMA if f.name in names or f.name not in ("row", "title")])
+    table = read_table(path, schema)
     ids, docs, texts = (table[name].to_pylist() for name in ("passage_id", "doc_id", "text"))
-    rows = list(range(len(ids))) if legacy else table["row"].to_pylist()
-    return rows, [Passage(id=pid, text=text, doc_id=doc) for pid, doc, text in zip(ids, docs, texts)]
+    titles = table["title"].to_pylist() if "title" in names else [""] * len(ids)
+    rows = table["row"].to_pylist() if "row" in names else list(range(len(ids)))
+    return rows, [Passage(id=pid, text=text, title=title or "", doc_id=doc)
+                  for pid, doc, text, title in zip(ids, docs, texts, titles)]
 
 
 def _check_consistent(folder: Path, meta: IndexMeta, faiss_index: faiss.Index, rows: list[int]) -> None:

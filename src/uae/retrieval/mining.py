@@ -25,6 +25,19 @@ def reciprocal_rank_fusion(rankings: Sequence[Sequence[Hit]], k: int = 60) -> li
     return [Hit(pid, score) for pid, score in sorted(fused.items(), key=lambda item: -item[1])]
 
 
+def fuse_runs(runs: Sequence[dict[str, dict[str, float]]], depth: int, k: int = 60) -> dict[str, dict[str, float]]:
+    """RRF of whole runs (``{qid: {pid: score}}``), query by query; each keeps its top ``depth``.
+
+    A run's ranking is its scores, best first, ties to the larger id (as trec_eval breaks them).
+    """
+    fused = {}
+    for qid in runs[0]:
+        rankings = [[Hit(pid, score) for pid, score in sorted(run.get(qid, {}).items(), key=lambda item: (item[1], item[0]),
+                                                              reverse=True)] for run in runs]
+        fused[qid] = {hit.passage_id: hit.score for hit in reciprocal_rank_fusion(rankings, k)[:depth]}
+    return fused
+
+
 def build_pool(fused: Sequence[Hit], gold: Sequence[str], size: int, include_gold: bool = True) -> list[Candidate]:
     """The top ``size`` fused passages; missing gold passages replace the lowest-ranked others.
 

@@ -2,6 +2,14 @@
 
     retriever = Retriever.load("runs/quickstart/index")
     hits = retriever.search(["who founded Velmora?"], k=5)
+    hits = retriever.search(["who founded Velmora?"], k=5, hybrid=True)   # dense + BM25, fused
+
+Hybrid search fuses the dense ranking with BM25's by reciprocal rank fusion (RRF,
+``1 / (60 + rank)`` summed over the two rankings of depth ``max(k, FUSION_DEPTH)``). RRF and not a
+weighted sum of scores: cosine and BM25 scores live on unrelated scales that change with the
+corpus and the query, so a weighted sum needs normalisation and a weight tuned per dataset; ranks
+need neither. Scopes apply to both rankings. The BM25 index is saved with the index (``bm25/``)
+and rebuilt when the passages changed since.
 """
 
 from __future__ import annotations
@@ -12,9 +20,16 @@ from pathlib import Path
 
 from uae.data.schema import Corpus
 from uae.errors import ModelIndexMismatch, check_model_reference
+from uae.retrieval.bm25 import BM25Index
 from uae.retrieval.encoders import display_name, encode, load_encoder, model_fingerprint, resolve_encoder
 from uae.retrieval.index import DenseIndex, IndexConfig, SearchIndex, load_index
 from uae.retrieval.types import Hit
+
+FUSION_DEPTH = 100
+"""Depth of each ranking fused by hybrid search (at least ``k``)."""
+RRF_K = 60
+"""The RRF constant (Cormack et al., 2009); the same as candidate mining's."""
+BM25_FOLDER = "bm25"
 
 
 class Retriever:
@@ -26,6 +41,8 @@ class Retriever:
         self.batch_size = batch_size
         self.model_name = model_name or display_name(index.meta.model)
         """The encoder's name for people and clients: a hub name as given, a local folder by its name only."""
+        self.bm25_folder: Path | None = None
+        self._bm25: BM25Index | None = None
 
     @classmethod
     def build(
@@ -67,15 +84,50 @@ class Retriever:
                 f"{Path(index_dir)}: index was built by model {index.meta.model} (fingerprint {index.meta.fingerprint}), "
                 f"but {model_path} has fingerprint {fingerprint}; rebuild the index with `uae index`"
             )
-        return cls(load_encoder(model_path), index, model_name=display_name(model_path))
+        retriever = cls(load_encoder(model_path), index, model_name=display_name(model_path))
+        retriever.bm25_folder = Path(index_dir) / BM25_FOLDER
+        return retriever
 
-    def save(self, index_dir: str | os.PathLike) -> Path:
-        return self.index.save(index_dir)
+    def save(self, index_dir: str | os.PathLike, bm25: bool = True) -> Path:
+        """Write the index folder, and with ``bm25`` the BM25 index of its passages (``bm25/``) for hybrid search."""
+        folder = self.index.save(index_dir)
+        if bm25:
+            self.bm25().save(folder / BM25_FOLDER)
+            self.bm25_folder = folder / BM25_FOLDER
+        return folder
 
-    def search(self, queries: Sequence[str], k: int = 10, scopes: Sequence[str | None] | None = None, progress: bool = False) -> list[list[Hit]]:
-        """Top-``k`` passages for each query text; ``scopes`` restricts a query to one document."""
+    def bm25(self) -> BM25Index:
+        """BM25 over the live passages: the saved one when it matches them, else built now (and after every edit)."""
+        passages = self.index.passages
+        if self._bm25 is None or self._bm25.corpus is not passages:
+            self._bm25 = BM25Index.load(self.bm25_folder, passages) if self.bm25_folder else BM25Index(passages)
+        return self._bm25
+
+    def search(self, queries: Sequence[str], k: int = 10, scopes: Sequence[str | None] | None = None, progress: bool = False,
+               hybrid: bool = False) -> list[list[Hit]]:
+        """Top-``k`` passages for each query text; ``scopes`` restricts a query to one document.
+
+        With ``hybrid``, the dense and BM25 rankings are fused by RRF (see the module notes); scores are then RRF scores.
+        """
         vectors = encode(self.model, list(queries), self.batch_size, description="encoding queries", progress=progress)
-        return self.index.search(vectors, k, scopes)
+        if not hybrid:
+            return self.index.search(vectors, k, scopes)
+        return self.fuse_with_bm25(queries, self.index.search(vectors, max(k, FUSION_DEPTH), scopes), k, scopes)
+
+    def fuse_with_bm25(self, queries: Sequence[str], dense: Sequence[Sequence[Hit]], k: int,
+                       scopes: Sequence[str | None] | None = None) -> list[list[Hit]]:
+        """Fuse dense rankings (one per query, ideally ``FUSION_DEPTH`` deep) with BM25's by RRF; top ``k`` each."""
+        from uae.retrieval.mining import reciprocal_rank_fusion
+
+        lexical = self.bm25().search(list(queries), max(k, FUSION_DEPTH), scopes)
+        return [reciprocal_rank_fusion([d, l], RRF_K)[:k] for d, l in zip(dense, lexical)]
+
+
+    def hit_record(self, hit: Hit) -> dict:
+        """A hit with its passage, for people and programs: passage_id, score, text, title, doc_id."""
+        passage = self.index.get(hit.passage_id)
+        return {"passage_id": hit.passage_id, "score": hit.score, "text": passage.text, "title": passage.title,
+                "doc_id": passage.doc_id}
 
 
 def build_index(vectors, passages, model: str, fingerprint: str, config: IndexConfig, store=None,

@@ -37,7 +37,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, St
 from uae.data.schema import Passage
 from uae.retrieval.encoders import encode
 from uae.retrieval.index import DuplicatePassageError, UnknownPassageError
-from uae.retrieval.retriever import Retriever
+from uae.retrieval.retriever import FUSION_DEPTH, Retriever
 from uae.retrieval.types import Hit
 from uae.serving.access import AccessMiddleware
 from uae.serving.openai_api import add_openai_routes
@@ -67,6 +67,7 @@ class ServerSettings(BaseModel):
     api_key: SecretStr | None = Field(None, description="when set, every endpoint but /healthz needs 'Authorization: Bearer <key>'")
     read_only: bool = Field(False, description="refuse POST and DELETE /passages")
     model_name: str | None = Field(None, description="the model's name in /stats and /v1/embeddings (default: its folder name)")
+    hybrid: bool = Field(False, description="fuse every search's dense ranking with BM25's (reciprocal rank fusion)")
 
 
 # -- micro-batching -------------------------------------------------------------------------
@@ -187,7 +188,8 @@ class HitOut(BaseModel):
     id: str
     score: float
     doc_id: str | None
-    text: str
+    text: str = Field(description="the passage as the encoder saw it (title. text)")
+    title: str = ""
 
 
 class SearchResultOut(BaseModel):
@@ -350,9 +352,10 @@ class BodyLimitMiddleware:
 class _Engine:
     """The blocking work behind the endpoints: encoder calls (serialised) and index searches."""
 
-    def __init__(self, retriever: Retriever, max_batch: int):
+    def __init__(self, retriever: Retriever, max_batch: int, hybrid: bool = False):
         self.retriever = retriever
         self.max_batch = max_batch
+        self.hybrid = hybrid
         self.encoder_calls = 0
         self._encoder_lock = threading.Lock()
 
@@ -369,9 +372,18 @@ class _Engine:
 
         Each hit comes with its passage as the search saw it, so a passage removed while the
         response is being written is still returned whole (the result is one version of the index).
+        With hybrid search, a passage only BM25 found comes from the BM25 index's own snapshot.
         """
-        vectors = self.encode([text for text, _, _ in items])
-        hits = self.retriever.index.search_passages(vectors, max(k for _, _, k in items), [scope for _, scope, _ in items])
+        texts, scopes, depth = [text for text, _, _ in items], [scope for _, scope, _ in items], max(k for _, _, k in items)
+        vectors = self.encode(texts)
+        if not self.hybrid:
+            hits = self.retriever.index.search_passages(vectors, depth, scopes)
+        else:
+            dense = self.retriever.index.search_passages(vectors, max(depth, FUSION_DEPTH), scopes)
+            seen = {hit.passage_id: passage for pairs in dense for hit, passage in pairs}
+            fused = self.retriever.fuse_with_bm25(texts, [[hit for hit, _ in pairs] for pairs in dense], depth, scopes)
+            lexical = self.retriever.bm25().corpus
+            hits = [[(hit, seen.get(hit.passage_id) or lexical[hit.passage_id]) for hit in query_hits] for query_hits in fused]
         return [query_hits[:k] for query_hits, (_, _, k) in zip(hits, items)]
 
 
@@ -386,7 +398,7 @@ def create_app(retriever: Retriever, settings: ServerSettings | None = None) -> 
         The app, ready for uvicorn or ``fastapi.testclient.TestClient``.
     """
     settings = settings or ServerSettings()
-    engine = _Engine(retriever, settings.max_batch)
+    engine = _Engine(retriever, settings.max_batch, settings.hybrid)
     if settings.batching:
         wait = settings.max_wait_ms / 1000
         searcher = MicroBatcher(engine.search, settings.max_batch, wait)
@@ -475,7 +487,8 @@ def create_app(retriever: Retriever, settings: ServerSettings | None = None) -> 
         return {
             "corpus_size": len(index),
             "tombstones": index.tombstones,
-            "index": {"kind": index.meta.kind, "params": index.meta.params, "dimension": index.meta.dimension},
+            "index": {"kind": index.meta.kind, "params": index.meta.params, "dimension": index.meta.dimension,
+                      "hybrid": settings.hybrid},
             "model": {"name": model_name, "fingerprint": index.meta.fingerprint},
             "batching": {"enabled": settings.batching, "max_batch": settings.max_batch, "max_wait_ms": settings.max_wait_ms,
                          "encoder_calls": engine.encoder_calls, "search_batches": searcher.calls,
@@ -487,7 +500,7 @@ def create_app(retriever: Retriever, settings: ServerSettings | None = None) -> 
 
 
 def _hit_out(hit: Hit, passage: Passage) -> dict:
-    return {"id": hit.passage_id, "score": hit.score, "doc_id": passage.doc_id, "text": passage.full_text}
+    return {"id": hit.passage_id, "score": hit.score, "doc_id": passage.doc_id, "text": passage.full_text, "title": passage.title}
 
 
 class GroupCommit:

@@ -11,7 +11,9 @@
   (``pip install 'uae[vllm]'``), with automatic prefix caching
 
 Options are checked: a name the teacher does not take (``dirichlet:foo=1``) is refused, and text
-values are converted to the type of the parameter's default.
+values are converted to the type of the parameter's default. A secret never goes into a spec (specs
+are recorded in config.json, report.md, uae_training.json and model cards): ``api_key=`` is refused;
+the ``openai:`` backends read ``OPENAI_API_KEY``, or the variable named by ``api_key_env=NAME``.
 
 Modules: ``base`` (the protocol), ``prefix`` (which requests share a prompt prefix), ``causal_lm`` (the transformers causal LM that the hf teacher,
 the LM re-rankers and the HF reader share), ``dirichlet``, ``hf``, ``openai`` (with the
@@ -31,6 +33,10 @@ from uae.teachers.dirichlet import DirichletTeacher
 __all__ = ["NLLRequest", "NLLResult", "PromptTemplates", "Teacher", "DirichletTeacher", "checked_options", "load_teacher", "parse_spec_options"]
 
 
+SECRET_OPTIONS = frozenset({"api_key", "apikey", "key", "token", "password", "secret"})
+"""Option names refused in spec strings, because specs are recorded."""
+
+
 def parse_spec_options(text: str) -> dict[str, str]:
     """``key=value`` pairs of a spec's comma-separated tail (``mu=500``, ``model=NAME,concurrency=16``)."""
     options = {}
@@ -38,6 +44,10 @@ def parse_spec_options(text: str) -> dict[str, str]:
         key, sep, value = item.partition("=")
         if not sep:
             raise ValueError(f"teacher option {item!r} must look like key=value")
+        if key.strip().lower() in SECRET_OPTIONS:
+            raise ValueError(f"option {key.strip()}= in a spec would be written into the run's records (config.json, "
+                             "report.md, uae_training.json); put the key in OPENAI_API_KEY, or in a variable named by "
+                             "api_key_env=NAME")
         options[key.strip()] = value.strip()
     return options
 

@@ -40,6 +40,7 @@ server that serves the same model.
 
 from __future__ import annotations
 
+import os
 import random
 import re
 import threading
@@ -190,7 +191,9 @@ class OpenAIClient:
         max_retries: Retries of one request on 5xx, 429 and connection errors.
         backoff: Seconds before the first retry; doubled at each further one.
         max_backoff: Cap on the wait between two retries.
-        api_key: Sent as a bearer token when given.
+        api_key: Sent as a bearer token; when ``None``, read from the variable ``api_key_env``.
+        api_key_env: The environment variable holding the key (``OPENAI_API_KEY``); keys never go
+            into spec strings, which runs record (see :func:`uae.teachers.parse_spec_options`).
 
     Raises:
         ValueError: ``base_url`` is not an http(s) URL, or the server does not list exactly one model.
@@ -198,13 +201,15 @@ class OpenAIClient:
     """
 
     def __init__(self, base_url: str, model: str | None = None, concurrency: int = 8, timeout: float = 120.0,
-                 max_retries: int = 6, backoff: float = 0.5, max_backoff: float = 30.0, api_key: str | None = None) -> None:
+                 max_retries: int = 6, backoff: float = 0.5, max_backoff: float = 30.0, api_key: str | None = None,
+                 api_key_env: str = "OPENAI_API_KEY") -> None:
         if not str(base_url).startswith(("http://", "https://")):
             raise ValueError(f"the openai teacher needs an http(s) URL such as http://localhost:8000/v1, got {base_url!r}")
         self.base_url = str(base_url).rstrip("/")
         self.max_retries = int(max_retries)
         self.backoff = float(backoff)
         self.max_backoff = float(max_backoff)
+        api_key = api_key or os.environ.get(api_key_env) or None
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         limits = httpx.Limits(max_connections=int(concurrency), max_keepalive_connections=int(concurrency))
         self._http = httpx.Client(timeout=float(timeout), limits=limits, headers=headers)
@@ -254,7 +259,7 @@ class OpenAIClient:
         raise TeacherServerError(f"{method} {url} still failing after {self.max_retries} retries; last error: {problem}")
 
     def complete_fitting(self, text: T, payload: Callable[[T], dict[str, Any]], shorten: Callable[[T, str], T],
-                         exhausted: str) -> tuple[httpx.Response, T, bool]:
+                         exhausted: str, path: str = "/completions") -> tuple[httpx.Response, T, bool]:
         """``POST /completions`` with ``payload(text)``; while the server answers 400, cut ``text`` and try again.
 
         Args:
@@ -263,13 +268,14 @@ class OpenAIClient:
             shorten: ``shorten(text, message)``: a shorter ``text`` for the server's 400 ``message``;
                 it raises when the message is no context error or nothing is left to cut.
             exhausted: The message of the ``ValueError`` raised after :data:`MAX_CUTS` cuts.
+            path: ``/completions``, or ``/chat/completions`` for a chat payload.
 
         Returns:
             The successful reply, the ``text`` it was built from, and whether ``text`` was cut.
         """
         truncated = False
         for _ in range(MAX_CUTS):
-            response = self.send("POST", "/completions", payload(text), allow_context_error=True)
+            response = self.send("POST", path, payload(text), allow_context_error=True)
             if response.status_code != 400:
                 return response, text, truncated
             text, truncated = shorten(text, error_message(response)), True
@@ -290,7 +296,11 @@ class OpenAICompatTeacher(Teacher):
         backoff: Seconds before the first retry; doubled at each further one.
         max_backoff: Cap on the wait between two retries.
         max_tokens: Tokens to generate (vLLM needs at least 1; OpenAI's legacy API accepts 0).
-        api_key: Sent as a bearer token when given.
+        api_key: Sent as a bearer token; when ``None``, read from the variable ``api_key_env``.
+        api_key_env: The environment variable holding the key (``openai:URL,api_key_env=MY_KEY``).
+        chat: A chat endpoint (``/chat/completions``, hosted APIs): it cannot score prompts, so
+            :meth:`score` (labeling, UPR) refuses with one line; the judge re-ranker uses
+            :meth:`next_token_logprobs` (the first answer token's top log-probs) instead.
     """
 
     def __init__(
@@ -306,6 +316,8 @@ class OpenAICompatTeacher(Teacher):
         max_backoff: float = 30.0,
         max_tokens: int = 1,
         api_key: str | None = None,
+        api_key_env: str = "OPENAI_API_KEY",
+        chat: bool = False,
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r} for the openai teacher; expected one of {MODES}")
@@ -314,8 +326,10 @@ class OpenAICompatTeacher(Teacher):
         self.concurrency = int(concurrency)
         self.max_tokens = int(max_tokens)
         self.tokens_processed = 0
+        self.chat = bool(chat)
         self._count_lock = threading.Lock()
-        self.client = OpenAIClient(base_url, model, self.concurrency, timeout, max_retries, backoff, max_backoff, api_key)
+        self.client = OpenAIClient(base_url, model, self.concurrency, timeout, max_retries, backoff, max_backoff, api_key,
+                                   api_key_env)
         self.base_url = self.client.base_url
         self.model = self.client.model
         self.name = f"openai:{self.model}"
@@ -350,6 +364,9 @@ class OpenAICompatTeacher(Teacher):
             TeacherServerError: The server kept failing after every retry, or refused a request.
             ValueError: An answer has no tokens, or a question alone exceeds the server's context.
         """
+        if self.chat:
+            raise self._unavailable("it is a chat endpoint (chat=true), and chat completions return log-probs of generated "
+                                    "tokens only")
         for index, request in enumerate(requests):
             if not request.answer.strip():
                 raise ValueError(f"request {index} (question {request.question!r}): the answer {request.answer!r} is empty")
@@ -419,11 +436,37 @@ class OpenAICompatTeacher(Teacher):
             self.tokens_processed += len(tokens)
         return NLLResult(-sum(values) / len(values), len(values), truncated)  # type: ignore[arg-type]
 
+    def next_token_logprobs(self, prompt: str, top: int = 20) -> dict[str, float]:
+        """The top log-probs of the first token the model would write after ``prompt`` (one user message on chat).
+
+        Token texts are stripped of surrounding whitespace; a text seen twice keeps its larger log-prob.
+        """
+        if self.chat:
+            payload = {"model": self.model, "messages": [{"role": "user", "content": prompt}], "max_tokens": 1,
+                       "temperature": 0.0, "logprobs": True, "top_logprobs": top}
+            body = self.client.send("POST", "/chat/completions", payload).json()
+            content = ((_first_choice(body).get("logprobs") or {}).get("content") or [{}])[0]
+            pairs = [(entry.get("token", ""), entry.get("logprob")) for entry in content.get("top_logprobs") or []]
+        else:
+            payload = {"model": self.model, "prompt": prompt, "max_tokens": 1, "temperature": 0.0, "logprobs": top}
+            body = self.client.send("POST", "/completions", payload).json()
+            tops = ((_first_choice(body).get("logprobs") or {}).get("top_logprobs") or [{}])[0] or {}
+            pairs = list(tops.items())
+        found: dict[str, float] = {}
+        for token, value in pairs:
+            if isinstance(value, (int, float)):
+                key = str(token).strip()
+                found[key] = max(found.get(key, float("-inf")), float(value))
+        if not found:
+            raise self._unavailable("the reply has no top log-probs of the next token")
+        return found
+
     def _unavailable(self, reason: str) -> PromptLogprobsUnavailable:
         return PromptLogprobsUnavailable(
             f"{self.base_url} (model {self.model!r}) cannot return prompt log-probs: {reason}. The openai teacher needs "
             f"a completions endpoint that scores the prompt (vLLM, SGLang, llama.cpp; mode=echo sends echo=True "
-            f"with logprobs=1, mode=prompt_logprobs sends vLLM's prompt_logprobs=1)"
+            f"with logprobs=1, mode=prompt_logprobs sends vLLM's prompt_logprobs=1); hosted chat APIs do not score "
+            f"prompts, so use one of those servers or a local hf:<model> teacher instead"
         )
 
     def _shorter_passage(self, index: int, request: NLLRequest, passage: str | None, message: str) -> str:

@@ -296,10 +296,106 @@ def write_record(out_dir: Path, record: dict, log_history: list[dict]) -> None:
     (out_dir / TRAINING_LOG).write_text(json.dumps(log_history, indent=2))
     (out_dir / TRAINING_RECORD).write_text(json.dumps(record, indent=2, default=str))
     readme = out_dir / "README.md"
-    section = "\n\n## UAE training\n\n" + "\n".join(
-        f"- **{key}**: `{json.dumps(value, default=str)}`" for key, value in record.items()
-    ) + "\n"
-    readme.write_text((readme.read_text(encoding="utf-8") if readme.is_file() else "# UAE model\n") + section, encoding="utf-8")
+    text = readme.read_text(encoding="utf-8") if readme.is_file() else "# UAE model\n"
+    base = record.get("base_model")
+    name, licence = (base_model_name(base), base_model_licence(base)) if base else (None, None)
+    readme.write_text(card_front_matter(text, name, licence) + "\n\n" + training_card_section(record, name, licence),
+                      encoding="utf-8")
+
+
+def base_model_name(base_model: str) -> str:
+    """The base model as a model card names it: a hub id (``minilm`` is sentence-transformers/all-MiniLM-L6-v2) or a folder name."""
+    from uae.retrieval.encoders import display_name
+
+    return display_name(base_model)
+
+
+def base_model_licence(base_model: str) -> str | None:
+    """The ``license`` of the base model's card (its README front matter), when it has one locally."""
+    import yaml
+
+    from uae.retrieval.encoders import resolve_encoder
+
+    card = Path(resolve_encoder(base_model)) / "README.md"
+    if not card.is_file():
+        return None
+    parts = card.read_text(encoding="utf-8").split("---", 2)
+    try:
+        front = yaml.safe_load(parts[1]) if len(parts) == 3 and not parts[0].strip() else None
+    except yaml.YAMLError:
+        return None
+    licence = front.get("license") if isinstance(front, dict) else None
+    return str(licence) if licence else None
+
+
+def card_front_matter(text: str, base: str | None, licence: str | None) -> str:
+    """The card with ``base_model`` and ``license`` in its YAML front matter and its "Unknown" lines filled in."""
+    if base is None:
+        return text
+    lines = [f"base_model: {base}"] + ([f"license: {licence}"] if licence else [])
+    if text.startswith("---\n"):
+        head, sep, rest = text[4:].partition("\n---")
+        kept = [line for line in head.splitlines() if not line.startswith(("base_model:", "license:"))]
+        text = "---\n" + "\n".join(kept + lines) + sep + rest
+    hub = f"[{base}](https://huggingface.co/{base})" if "/" in base else base
+    text = text.replace("<!-- - **Base model:** [Unknown](https://huggingface.co/unknown) -->", f"- **Base model:** {hub}")
+    if licence:
+        text = text.replace("<!-- - **License:** Unknown -->", f"- **License:** {licence} (the base model's)")
+    return text
+
+
+def training_card_section(record: dict, base: str | None, licence: str | None) -> str:
+    """A readable "UAE training" section: what the model learned from, how, and what model selection found."""
+    loss = record.get("loss", {})
+    targets = record.get("targets", {})
+    training = record.get("training", {})
+    data = record.get("data", {})
+    teacher = record.get("teacher")
+    teacher_text = teacher.get("teachers", teacher) if isinstance(teacher, dict) else teacher
+    rows = [
+        ("Base model", f"{base}" + (f" (licence {licence})" if licence else "")),
+        ("Teacher (utility labels)", f"`{teacher_text}`"),
+        ("Loss", f"`{loss.get('name')}`" + "".join(f", {k} {v}" for k, v in loss.items() if k not in ("name", "tau_s"))),
+        ("Student temperature tau_s", loss.get("tau_s", training.get("tau_s"))),
+        ("Teacher temperature tau_t", f"{targets.get('tau_t')} (utility normalisation {targets.get('normalize')})" if targets else "-"),
+        ("Training data", f"{record.get('rows')} training questions ({data.get('split', '?')} split)"
+                          + (f", {data['dev_questions']} held out for model selection" if data.get("dev_questions") else "")),
+        ("Dataset", data.get("path", "-")),
+        ("Steps, batch, learning rate", f"{training.get('steps')}, {training.get('batch_size')}, {training.get('learning_rate')}"),
+        ("Model selection", (record.get("selection") or {}).get("verdict", (record.get("selection") or {}).get("reason", "-"))),
+        ("Training time", f"{record['train_seconds']:.0f} s" if record.get("train_seconds") else "-"),
+    ]
+    table = ["| | |", "|---|---|", *(f"| {key} | {_cell(value)} |" for key, value in rows)]
+    return "## UAE training\n\n" + "\n".join(table) + "\n" + _selection_table(record.get("selection") or {}) + \
+        f"\nThe full record (every setting) is `{TRAINING_RECORD}`.\n"
+
+
+def _selection_table(selection: dict) -> str:
+    base, best = selection.get("base"), selection.get("best")
+    if not base or not best:
+        return ""
+    metrics = [m for m in base if m in best]
+    return ("\nDev split (model selection), base encoder against the kept student:\n\n| | " + " | ".join(metrics) + " |\n|---|"
+            + "---:|" * len(metrics) + "\n| base | " + " | ".join(f"{base[m]:.4f}" for m in metrics)
+            + " |\n| student | " + " | ".join(f"{best[m]:.4f}" for m in metrics) + " |\n")
+
+
+def _cell(value) -> str:
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def add_eval_to_card(model_dir: str | os.PathLike, metrics: dict[str, dict[str, float]], split: str, system: str) -> None:
+    """Append the evaluation table (every system on ``split``, ``system`` marked) to a trained model's card."""
+    readme = Path(model_dir) / "README.md"
+    if not readme.is_file() or not metrics:
+        return
+    names = sorted({m for row in metrics.values() for m in row})
+    lines = [f"\n## Evaluation ({split} split)\n", "| system | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
+    for name, row in metrics.items():
+        label = f"**{name}** (this model)" if name == system else name
+        lines.append(f"| {label} | " + " | ".join(f"{row[m]:.4f}" if m in row else "-" for m in names) + " |")
+    text = readme.read_text(encoding="utf-8").split("\n## Evaluation (")[0].rstrip("\n")
+    readme.write_text(text + "\n" + "\n".join(lines) + "\n", encoding="utf-8")
 
 
 def read_training_log(model_dir: str | os.PathLike) -> list[dict]:
