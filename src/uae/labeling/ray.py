@@ -45,6 +45,7 @@ from uae.data.tables import Pools, nll_records_to_table
 from uae.errors import import_optional
 from uae.labeling.jobs import LabelingJob, LabelingSummary
 from uae.labeling.local import ProgressCounter, label_part, labeling_progress
+from uae.ray_actors import start_actors
 from uae.teachers import PromptTemplates, load_teacher
 
 INSTALL_HINT = "labeling with --ray needs Ray: pip install 'uae[ray]'"
@@ -123,8 +124,8 @@ def label_pools_ray(
     try:
         job = LabelingJob.plan(queries, pools, corpus, out_dir, part_queries, teacher={})
         pending = job.pending()
-        actors = _start_workers(ray, teacher_spec, templates, teacher_options or {}, workers, gpus_per_worker,
-                                cpus_per_worker, max(1, len(pending)))
+        actors = start_actors(ray, LabelWorker, (teacher_spec, templates, teacher_options or {}), workers,
+                              gpus_per_worker, cpus_per_worker, max(1, len(pending)))
         name, job.summary.teacher = ray.get(actors[0].describe.remote())
         job.check_manifest()
         started = time.perf_counter()
@@ -155,22 +156,6 @@ def merge_stats(stats: Sequence[dict[str, Any]]) -> dict[str, Any]:
             elif merged[key] != value:
                 merged[key] = "differs between workers"
     return merged
-
-
-def _start_workers(ray: Any, spec: str, templates: PromptTemplates | None, options: dict[str, Any], workers: int | None,
-                   gpus_per_worker: float | None, cpus_per_worker: float, most: int) -> list[Any]:
-    resources = ray.cluster_resources()
-    gpus = resources.get("GPU", 0.0)
-    if gpus_per_worker is None:
-        gpus_per_worker = 1.0 if gpus >= 1 else 0.0
-    if gpus_per_worker > gpus:
-        raise ValueError(f"each worker asks for {gpus_per_worker} GPU(s) but the Ray cluster has {gpus:g}; "
-                         f"use --gpus-per-worker 0 for CPU workers")
-    if workers is None:
-        workers = int(gpus // gpus_per_worker) if gpus_per_worker else int(resources.get("CPU", 1) // cpus_per_worker)
-    count = max(1, min(int(workers), most))
-    remote = ray.remote(LabelWorker).options(num_gpus=gpus_per_worker, num_cpus=cpus_per_worker)
-    return [remote.remote(spec, templates, options) for _ in range(count)]
 
 
 def _run_parts(ray: Any, actors: list[Any], job: LabelingJob, pending: list[int], corpus: Corpus, chunk: int,

@@ -45,6 +45,7 @@ from uae.data.tables import read_table, write_table
 from uae.errors import ManifestMismatch, import_optional
 from uae.io import atomic_write_json
 from uae.progress import progress_bar
+from uae.ray_actors import start_actors
 
 INSTALL_HINT = "encoding with --ray needs Ray: pip install 'uae[ray]'"
 SHARDS_DIR = "shards"
@@ -205,8 +206,8 @@ def encode_corpus_ray(
     ray = import_optional("ray", INSTALL_HINT)
 
     def ray_pool(pending: int) -> RayPool:
-        return RayPool(ray, _start_workers(ray, model_path, max_seq_length, batch_size, workers, gpus_per_worker,
-                                           cpus_per_worker, pending))
+        return RayPool(ray, start_actors(ray, EncodeWorker, (model_path, max_seq_length, batch_size), workers,
+                                         gpus_per_worker, cpus_per_worker, pending))
 
     started_here = False
 
@@ -262,22 +263,6 @@ def encode_in_shards(model_path: str, corpus: Corpus, folder: str | os.PathLike,
         with progress_bar(sum(len(shards[n]) for n in pending), description, "passages", progress) as advance:
             _run_shards(pool, pending, shards, folder, advance, on_shard)
     return read_shards(folder, passages, shard_size)
-
-
-def _start_workers(ray: Any, model_path: str, max_seq_length: int | None, batch_size: int, workers: int | None,
-                   gpus_per_worker: float | None, cpus_per_worker: float, most: int) -> list[Any]:
-    resources = ray.cluster_resources()
-    gpus = resources.get("GPU", 0.0)
-    if gpus_per_worker is None:
-        gpus_per_worker = 1.0 if gpus >= 1 else 0.0
-    if gpus_per_worker > gpus:
-        raise ValueError(f"each worker asks for {gpus_per_worker} GPU(s) but the Ray cluster has {gpus:g}; "
-                         "use --gpus-per-worker 0 for CPU workers")
-    if workers is None:
-        workers = int(gpus // gpus_per_worker) if gpus_per_worker else int(resources.get("CPU", 1) // cpus_per_worker)
-    count = max(1, min(int(workers), most))
-    remote = ray.remote(EncodeWorker).options(num_gpus=gpus_per_worker, num_cpus=cpus_per_worker)
-    return [remote.remote(model_path, max_seq_length, batch_size) for _ in range(count)]
 
 
 def _run_shards(pool: LocalPool | RayPool, pending: list[int], shards: list[list[Passage]], folder: Path,
