@@ -151,7 +151,7 @@ def test_cli_index_search_serve_and_eval_go_through_the_store(tmp_path, tiny_enc
     assert found.exit_code == 0, found.output
     exact = Retriever.build(str(tiny_encoder_dir), corpus, progress=False)
     expected = ids(exact.search(["what does the river of town 0 say?"], 3))[0]
-    assert [hit["id"] for hit in json.loads(found.stdout)[0]["hits"]] == expected
+    assert [hit["passage_id"] for hit in json.loads(found.stdout)[0]["hits"]] == expected
 
     dataset = read_dataset(data)
     asked = list(dataset.queries.values())

@@ -67,6 +67,8 @@ META_FILE = "meta.json"
 _OWNED_FILE = re.compile(r"^(index(-\d+)?\.faiss|passages(-\d+)?\.parquet|meta\.json)(\.tmp)?$")
 _INTERRUPTED_FILE = re.compile(r"^(index-\d+\.faiss|passages-\d+\.parquet|meta\.json)(\.tmp)?$")
 """Names only a save of this module writes: what a killed first save may leave in a folder without ``meta.json``."""
+_BUILT_BEFORE_META = {"shards", "bm25", "milvus.db", ".milvus.db.lock"}
+"""What ``uae index`` writes before ``meta.json``: Ray encoding shards, the BM25 index, the embedded Milvus file."""
 logger = logging.getLogger(__name__)
 
 
@@ -649,8 +651,8 @@ def check_index_folder(folder: str | os.PathLike) -> None:
     if not folder.is_dir():
         raise DataError(folder, None, "expected a folder for the index, found a file")
     names = [path.name for path in folder.iterdir()]
-    if META_FILE not in names and all(_INTERRUPTED_FILE.match(name) for name in names):
-        return  # empty, or what a killed first save left
+    if META_FILE not in names and all(_INTERRUPTED_FILE.match(name) or name in _BUILT_BEFORE_META for name in names):
+        return  # empty, or what a killed first save (or the encoding and store before it) left
     try:
         if index_backend(folder) == "faiss":
             _read_meta(folder)

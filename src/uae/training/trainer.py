@@ -349,7 +349,9 @@ def training_card_section(record: dict, base: str | None, licence: str | None) -
     loss = record.get("loss", {})
     targets = record.get("targets", {})
     training = record.get("training", {})
-    data = record.get("data", {})
+    data = record.get("data") or {}
+    if not isinstance(data, dict):  # `uae train` records the data folder itself
+        data = {"path": str(data)}
     teacher = record.get("teacher")
     teacher_text = teacher.get("teachers", teacher) if isinstance(teacher, dict) else teacher
     rows = [
