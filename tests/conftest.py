@@ -232,3 +232,13 @@ def bpe_lm_builder(tmp_path_factory: pytest.TempPathFactory):
 def bpe_lm_dir(request: pytest.FixtureRequest, bpe_lm_builder) -> Path:
     """A tiny random GPT-2-, Llama- or Qwen2-shaped model with a byte-level BPE tokenizer (context 256)."""
     return bpe_lm_builder(request.param)
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """A fresh local Ray instance on 2 CPUs for a test module (skipped when Ray is not installed)."""
+    ray = pytest.importorskip("ray", reason="Ray is the optional 'ray' extra: pip install 'uae[ray]'")
+    # "local" starts a fresh instance even when RAY_ADDRESS or /tmp/ray names a running cluster.
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()

@@ -14,14 +14,6 @@ SHARD = 7
 
 
 @pytest.fixture(scope="module")
-def local_ray():
-    ray = pytest.importorskip("ray", reason="Ray is the optional 'ray' extra: pip install 'uae[ray]'")
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield ray
-    ray.shutdown()
-
-
-@pytest.fixture(scope="module")
 def corpus():
     return make_job(n_queries=4, n_passages=30)[0]
 

@@ -28,15 +28,6 @@ class CrashingTeacher(DirichletTeacher):
         return super().score(requests)
 
 
-@pytest.fixture(scope="module")
-def local_ray():
-    ray = pytest.importorskip("ray", reason="Ray is the optional 'ray' extra: pip install 'uae[ray]'")
-    # "local" starts a fresh instance even when RAY_ADDRESS or /tmp/ray names a running cluster.
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield ray
-    ray.shutdown()
-
-
 @pytest.fixture
 def job():
     return make_job(n_queries=10, pool_size=3)

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
-import threading
 import time
 
 import httpx
@@ -13,6 +11,7 @@ import pytest
 import uvicorn
 from conftest import build_tiny_encoder
 from fastapi.testclient import TestClient
+from live_server import serve_in_thread
 from typer.testing import CliRunner
 
 from uae.cli import app as cli_app
@@ -204,25 +203,6 @@ def test_micro_batcher_hands_errors_to_callers_and_carries_on():
     assert asyncio.run(scenario()) == ["FINE"]
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def _serve_in_thread(app) -> tuple[uvicorn.Server, threading.Thread, str]:
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.02)
-    return server, thread, f"http://127.0.0.1:{port}"
-
-
 async def _fire(url: str, count: int) -> list[int]:
     async with httpx.AsyncClient(base_url=url, timeout=30) as http:
         responses = await asyncio.gather(
@@ -241,7 +221,7 @@ def test_concurrent_requests_share_encoder_calls_only_with_batching(retriever, b
 
     retriever.model.encode = slow_encode
     app = create_app(retriever, ServerSettings(batching=batching, max_batch=64, max_wait_ms=5))
-    server, thread, url = _serve_in_thread(app)
+    server, thread, url = serve_in_thread(app)
     try:
         statuses = asyncio.run(_fire(url, 24))
         stats = httpx.get(f"{url}/stats").json()["batching"]

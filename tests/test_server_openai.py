@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import base64
 import json
-import socket
-import threading
-import time
 
 import numpy as np
 import pytest
 import uvicorn
 from fastapi.testclient import TestClient
+from live_server import serve_in_thread
 from typer.testing import CliRunner
 
 from uae.cli import app as cli_app
@@ -36,21 +34,6 @@ def retriever(index_dir, tiny_encoder_dir):
     return Retriever.load(index_dir, model_path=str(tiny_encoder_dir))
 
 
-def _serve(app):
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.02)
-    return server, thread, f"http://127.0.0.1:{port}"
-
-
 def _reference(retriever, texts):
     """The served model's vectors, straight from sentence-transformers."""
     return retriever.model.encode(texts, normalize_embeddings=True, convert_to_numpy=True)
@@ -58,7 +41,7 @@ def _reference(retriever, texts):
 
 def test_official_openai_client_embeds_with_float_and_base64(retriever):
     openai = pytest.importorskip("openai")
-    server, thread, url = _serve(create_app(retriever, ServerSettings(api_key=KEY)))
+    server, thread, url = serve_in_thread(create_app(retriever, ServerSettings(api_key=KEY)))
     try:
         client = openai.OpenAI(base_url=f"{url}/v1", api_key=KEY, max_retries=0)
         name = client.models.list().data[0].id
