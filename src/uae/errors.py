@@ -119,3 +119,7 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
     ArithmeticError,
 )
 """What the CLI reports as one line: the errors above and the built-in ones the library raises for bad input."""
+
+
+class ContextOverflow(ValueError):
+    """The server refused a prompt as longer than its context; the generator has re-measured its tokens, so refit and retry."""

@@ -10,8 +10,8 @@
 - ``hf:<model-or-path>``: a transformers causal LM, greedy decoding of at most
   ``max_new_tokens`` tokens (:class:`HFReader`, through :class:`uae.teachers.causal_lm.GreedyGenerator`).
 - ``openai:<base_url>``: an OpenAI-compatible completions server (vLLM, llama.cpp), greedy
-  (``temperature=0``), through :class:`uae.teachers.openai.OpenAIClient`, the openai teacher's
-  HTTP client, retries, model discovery and cut-and-retry loop (:class:`OpenAIReader`);
+  (``temperature=0``), through :class:`uae.teachers.openai.OpenAIGenerator` (RankGPT's too) and
+  the openai teacher's HTTP client, retries, model discovery and cut-and-retry loop (:class:`OpenAIReader`);
   ``openai:<base_url>,chat=true`` sends the prompt as one user message to ``/chat/completions``
   (hosted chat APIs; the key comes from ``OPENAI_API_KEY`` or ``api_key_env=NAME``).
 
@@ -258,7 +258,7 @@ class HFReader(Reader):
 
 
 class OpenAIReader(Reader):
-    """Greedy answers from an OpenAI-compatible completions server.
+    """Greedy answers from an OpenAI-compatible server, through :class:`uae.teachers.openai.OpenAIGenerator`.
 
     Args:
         base_url: The API root, e.g. ``http://localhost:8000/v1``.
@@ -266,6 +266,7 @@ class OpenAIReader(Reader):
         prompt: Template with ``{context}`` and ``{question}``.
         max_new_tokens: ``max_tokens`` of each completion.
         concurrency: Requests in flight.
+        chat: Send the prompt as one user message to ``/chat/completions``.
         **client_options: ``timeout``, ``max_retries``, ``backoff``, ``max_backoff``, ``api_key``
             of :class:`uae.teachers.openai.OpenAIClient`.
     """
@@ -274,19 +275,21 @@ class OpenAIReader(Reader):
 
     def __init__(self, base_url: str, model: str | None = None, prompt: str = DEFAULT_PROMPT, max_new_tokens: int = 32,
                  concurrency: int = 8, chat: bool | str = False, **client_options: Any) -> None:
-        from uae.teachers.openai import OpenAIClient
+        from uae.teachers.openai import OpenAIGenerator
 
-        self.chat = chat if isinstance(chat, bool) else str(chat).strip().lower() in ("1", "true", "yes", "on")
+        chat = chat if isinstance(chat, bool) else str(chat).strip().lower() in ("1", "true", "yes", "on")
         self.prompt = check_prompt(prompt)
         self.max_new_tokens = int(max_new_tokens)
         self.concurrency = int(concurrency)
-        self.client = OpenAIClient(base_url, model=model, concurrency=concurrency, **client_options)
-        self.model = self.client.model
+        self.generator = OpenAIGenerator(base_url, model=model, chat=chat, concurrency=concurrency, **client_options)
+        self.client = self.generator.client
+        self.chat = self.generator.chat
+        self.model = self.generator.model
         self.name = f"openai:{self.model}"
 
     def describe(self) -> dict[str, Any]:
         return {"generator": self.name, "kind": self.kind, "model": self.model, "prompt": self.prompt,
-                "max_new_tokens": self.max_new_tokens, "endpoint": "/chat/completions" if self.chat else "/completions"}
+                "max_new_tokens": self.max_new_tokens, "endpoint": self.generator.path}
 
     def generate(self, requests: Sequence[ReaderRequest]) -> list[ReaderAnswer]:
         if len(requests) <= 1 or self.concurrency <= 1:
@@ -297,22 +300,17 @@ class OpenAIReader(Reader):
     def _answer(self, request: ReaderRequest) -> ReaderAnswer:
         from uae.teachers.openai import MAX_CUTS
 
+        # no stop on chat: chat answers may open with a newline
+        stop = None if self.chat else ["\n"]
         response, _, truncated = self.client.complete_fitting(
             format_context(request.passages),
-            lambda context: self._payload(self.prompt.format(context=context, question=request.question)),
+            lambda context: self.generator.payload(self.prompt.format(context=context, question=request.question),
+                                                   self.max_new_tokens, stop),
             lambda context, message: self._shorter_context(request, context, message),
             f"question {request.question!r}: the prompt still does not fit after {MAX_CUTS} cuts",
-            path="/chat/completions" if self.chat else "/completions",
+            path=self.generator.path,
         )
-        body = response.json()
-        return ReaderAnswer(first_line(_chat_text(body) if self.chat else _completion_text(body)), truncated)
-
-    def _payload(self, prompt: str) -> dict[str, Any]:
-        """The request body: a completions prompt, or one user message for chat (no stop: chat answers may open with a newline)."""
-        if self.chat:
-            return {"model": self.model, "messages": [{"role": "user", "content": prompt}], "max_tokens": self.max_new_tokens,
-                    "temperature": 0.0}
-        return {"model": self.model, "prompt": prompt, "max_tokens": self.max_new_tokens, "temperature": 0.0, "stop": ["\n"]}
+        return ReaderAnswer(first_line(self.generator.reply_text(response.json())), truncated)
 
     def _shorter_context(self, request: ReaderRequest, context: str, message: str) -> str:
         """The first half of ``context``, when the server's 400 ``message`` says the prompt is too long."""
@@ -320,25 +318,10 @@ class OpenAIReader(Reader):
         from uae.teachers.openai import is_context_error
 
         if not is_context_error(message):
-            raise TeacherServerError(f"{self.client.base_url}/completions refused a generation: HTTP 400: {message}")
+            raise TeacherServerError(f"{self.client.base_url}{self.generator.path} refused a generation: HTTP 400: {message}")
         if not context:
             raise ValueError(f"question {request.question!r} does not fit the server's context even without passages")
         return context[: len(context) // 2]
-
-
-def _chat_text(body: dict[str, Any]) -> str:
-    choices = body.get("choices") if isinstance(body, dict) else None
-    message = choices[0].get("message") if choices and isinstance(choices[0], dict) else None
-    if not isinstance(message, dict) or not isinstance(message.get("content"), str):
-        raise ValueError(f"the chat completions reply has no choices[0].message.content: {str(body)[:200]}")
-    return message["content"]
-
-
-def _completion_text(body: dict[str, Any]) -> str:
-    choices = body.get("choices") if isinstance(body, dict) else None
-    if not choices or not isinstance(choices[0], dict) or not isinstance(choices[0].get("text"), str):
-        raise ValueError(f"the completions reply has no choices[0].text: {str(body)[:200]}")
-    return choices[0]["text"]
 
 
 def load_reader(spec: str, prompt: str | None = None, max_new_tokens: int = 32, **options: Any) -> Reader:

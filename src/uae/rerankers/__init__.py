@@ -5,7 +5,8 @@
 
 - ``upr:hf:<model>``     UPR, mean log-likelihood of the question given the passage (any teacher)
 - ``judge:hf:<model>``   pointwise judge, log p(Yes) - log p(No) (fast path on ``hf:``; NLLs otherwise)
-- ``rankgpt:hf:<model>`` listwise permutation generation, sliding window (needs ``hf:``: it generates)
+- ``rankgpt:hf:<model>`` listwise permutation generation, sliding window (it generates: ``hf:``, or
+  ``rankgpt:openai:<base_url>[,chat=true,context=N,tokenizer=NAME]`` for a completions or chat endpoint)
 - ``oracle:dirichlet``   the teacher with the gold answer (``oracle:hf:<model>`` too): an upper bound
 
 Each method lives in its own module (``upr``, ``judge``, ``rankgpt``, ``oracle``; ``base`` holds the
@@ -66,10 +67,24 @@ def _load_rankgpt(backend: str, backend_options: dict[str, Any], options: dict[s
     from uae.rerankers.rankgpt import RankGPTReranker
     from uae.teachers.causal_lm import CausalLM, GreedyGenerator
 
+    if backend.startswith("openai:"):
+        return RankGPTReranker(_openai_generator(backend, backend_options), **options)
     if not backend.startswith("hf:"):
-        raise ValueError(f"rankgpt generates text, so it needs a transformers backend (rankgpt:hf:<model>), got {backend!r}")
+        raise ValueError(f"rankgpt generates text, so it needs a transformers backend (rankgpt:hf:<model>) or an "
+                         f"OpenAI-compatible server (rankgpt:openai:<base_url>), got {backend!r}")
     chat_template = options.pop("chat_template", None)
     teacher = load_teacher(backend, **backend_options)
     if not isinstance(teacher, CausalLM):
         raise ValueError(f"rankgpt needs a transformers backend, got {type(teacher).__name__}")
     return RankGPTReranker(GreedyGenerator(teacher, chat_template=chat_template), **options)
+
+
+def _openai_generator(backend: str, backend_options: dict[str, Any]):
+    """The generator of ``openai:<base_url>,key=value,...`` (options checked as the teacher's are)."""
+    from uae.teachers import checked_options, parse_spec_options
+    from uae.teachers.openai import OpenAIClient, OpenAIGenerator
+
+    url, _, text = backend.removeprefix("openai:").partition(",")
+    checked = checked_options("openai generator", [OpenAIGenerator.__init__, OpenAIClient.__init__],
+                              {**backend_options, **parse_spec_options(text)}, skip=("base_url",))
+    return OpenAIGenerator(url, **checked)

@@ -16,11 +16,14 @@ import unicodedata
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from uae.errors import ContextOverflow
 from uae.rerankers.base import Reranker
 from uae.teachers.causal_lm import TextGenerator
 
 _BRACKETED = re.compile(r"\[\s*(\d+)\s*\]")
 _BARE = re.compile(r"\d+")
+REFITS = 3
+"""Times a window's prompt is cut again after a server refused it as too long (its token counts corrected)."""
 _MAX_ID_DIGITS = 9
 """Longer digit runs are invented ids by construction (and never converted to int)."""
 
@@ -172,8 +175,15 @@ class RankGPTReranker(Reranker):
         if len(passages) < 2:
             return list(range(len(passages)))
         max_new = self._max_new_tokens(len(passages))
-        prompt = self.prompt(query, passages, max_new)
-        output = self.generator.generate(prompt, max_new)
+        for attempt in range(1, REFITS + 2):
+            prompt = self.prompt(query, passages, max_new)
+            try:
+                output = self.generator.generate(prompt, max_new)
+                break
+            except ContextOverflow:
+                if attempt > REFITS:
+                    raise
+                self.count("refitted_prompt")
         self.outputs.append(output)
         order, stats = parse_permutation(output, len(passages))
         self.parse_stats = self.parse_stats + stats
@@ -214,11 +224,17 @@ class RankGPTReranker(Reranker):
         body = "".join(f"[{i}] {p}\n" for i, p in enumerate(passages, start=1))
         return PROMPT_HEAD.format(n=len(passages), query=query) + body + PROMPT_TAIL.format(n=len(passages), query=query)
 
+    def _backend_description(self) -> dict[str, Any] | str:
+        if self.backend is not None:
+            return self.backend.describe()
+        describe = getattr(self.generator, "describe", None)
+        return describe() if callable(describe) else type(self.generator).__name__
+
     def describe(self) -> dict[str, Any]:
         """Base description plus window, step, limits and the parse repairs so far."""
         return {
             **super().describe(),
-            "backend": self.backend.describe() if self.backend is not None else type(self.generator).__name__,
+            "backend": self._backend_description(),
             "window": self.window,
             "step": self.step,
             "max_passage_tokens": self.max_passage_tokens,

@@ -40,6 +40,7 @@ server that serves the same model.
 
 from __future__ import annotations
 
+import math
 import os
 import random
 import re
@@ -53,7 +54,7 @@ from typing import Any, TypeVar
 
 import httpx
 
-from uae.errors import PromptLogprobsUnavailable, TeacherServerError
+from uae.errors import ContextOverflow, PromptLogprobsUnavailable, TeacherServerError
 from uae.teachers.base import NLLRequest, NLLResult, PromptTemplates, Teacher
 from uae.teachers.prefix import sharing_groups
 
@@ -65,6 +66,7 @@ _RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
 _CONTEXT_ERROR = re.compile(r"context length|context window|too long|maximum context", re.IGNORECASE)
 _LOGPROBS_ERROR = re.compile(r"echo|logprob", re.IGNORECASE)
 _MAX_CONTEXT = re.compile(r"maximum context length is (\d+)", re.IGNORECASE)
+_PROMPT_TOKENS = re.compile(r"(\d+) in the messages|has (\d+) input tokens|(\d+) tokens in the prompt", re.IGNORECASE)
 _REQUESTED = re.compile(r"requested (\d+) tokens|has (\d+) input tokens|(\d+) in the messages", re.IGNORECASE)
 
 
@@ -173,6 +175,15 @@ def error_message(response: httpx.Response) -> str:
             if body.get(key):
                 return str(body[key])
     return str(body)[:500]
+
+
+def _served_prompt_tokens(message: str, max_tokens: int) -> int | None:
+    """The prompt's length in the server's tokens, as a too-long refusal states it (``None`` when it does not)."""
+    stated = _PROMPT_TOKENS.search(message)
+    if stated:
+        return int(next(g for g in stated.groups() if g))
+    requested = _REQUESTED.search(message)
+    return int(next(g for g in requested.groups() if g)) - max_tokens if requested else None
 
 
 def is_context_error(message: str) -> bool:
@@ -486,3 +497,137 @@ class OpenAICompatTeacher(Teacher):
             prompt_chars = len(self.templates.prefix(request.question, passage)) + len(request.answer)
             keep = min(len(passage) - 1, len(passage) - int(1.1 * overflow * prompt_chars / max(prompt_tokens, 1)) - 1)
         return passage[: max(keep, 0)]
+
+
+CHARS_PER_TOKEN = 3
+"""Characters counted as one token when no tokenizer is named: fewer than the ~4 of English text
+under GPT-style tokenizers, so an estimated prompt errs on the short side of the context."""
+
+
+class OpenAIGenerator:
+    """Greedy text from an OpenAI-compatible server: what RankGPT and the OpenAI reader generate through.
+
+    It is a :class:`~uae.teachers.causal_lm.TextGenerator`: RankGPT cuts passages so that its
+    window fits ``context`` tokens. A hosted API does not hand out its tokenizer, so tokens are
+    counted with a local tokenizer when ``tokenizer`` names one (exact when it is the served
+    model's), else estimated as :data:`CHARS_PER_TOKEN` characters each (and :meth:`describe` says so).
+    When the server still refuses a prompt as too long, the generator learns from the refusal
+    (the server's own token count, or twice the estimate when it names none: characters per token,
+    or the tokens a chat wrapping adds) and raises :class:`~uae.errors.ContextOverflow`, so the
+    caller can refit its prompt and try again.
+
+    Args:
+        base_url: The API root, e.g. ``http://localhost:8000/v1``.
+        model: The served model; ``None``: the only one ``/models`` lists.
+        chat: Send prompts as one user message to ``/chat/completions`` (hosted chat APIs) instead
+            of ``/completions``.
+        context: The model's context in tokens (prompt plus generated tokens).
+        tokenizer: A transformers tokenizer (name or folder) to count and cut tokens with.
+        **client_options: ``concurrency``, ``timeout``, ``max_retries``, ``backoff``,
+            ``max_backoff``, ``api_key``, ``api_key_env`` of :class:`OpenAIClient`.
+    """
+
+    def __init__(self, base_url: str, model: str | None = None, chat: bool = False, context: int = 8192,
+                 tokenizer: str | None = None, **client_options: Any) -> None:
+        self.client = OpenAIClient(base_url, model=model, **client_options)
+        self.model = self.client.model
+        self.chat = bool(chat)
+        self.max_length = int(context)
+        self.chars_per_token = float(CHARS_PER_TOKEN)
+        self.overhead = 0
+        """Tokens the server adds to every prompt (a chat wrapping), learned from its refusals."""
+        self.tokenizer_name = tokenizer
+        self.tokenizer = None
+        if tokenizer:
+            from pathlib import Path
+
+            from transformers import AutoTokenizer
+
+            self.tokenizer = AutoTokenizer.from_pretrained(tokenizer, local_files_only=Path(tokenizer).is_dir())
+        self.path = "/chat/completions" if self.chat else "/completions"
+
+    def describe(self) -> dict[str, Any]:
+        """Served model, endpoint, context and how tokens are counted (not the server address)."""
+        counting = (f"tokenizer {self.tokenizer_name}" if self.tokenizer is not None
+                    else f"estimated, {self.chars_per_token:.2f} characters a token")
+        return {"generator": f"openai:{self.model}", "model": self.model, "endpoint": self.path, "context": self.max_length,
+                "token_counting": counting}
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens of ``text`` (no special tokens), counted or estimated."""
+        if self.tokenizer is not None:
+            return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        return math.ceil(len(text) / self.chars_per_token)
+
+    def prompt_tokens(self, prompt: str) -> int:
+        """Tokens of the prompt as sent, with what the server was seen to add (BOS, a chat wrapping)."""
+        return self.count_tokens(prompt) + self.overhead
+
+    def truncate(self, text: str, max_tokens: int) -> tuple[str, bool]:
+        """The head of ``text`` within ``max_tokens`` tokens, and whether it was cut."""
+        if max_tokens <= 0:
+            return "", bool(text)
+        if self.tokenizer is None:
+            limit = int(max_tokens * self.chars_per_token)
+            return (text, False) if len(text) <= limit else (text[:limit], True)
+        encoded = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        if len(encoded["input_ids"]) <= max_tokens:
+            return text, False
+        return text[: encoded["offset_mapping"][max_tokens - 1][1]], True
+
+    def payload(self, prompt: str, max_new_tokens: int, stop: list[str] | None = None) -> dict[str, Any]:
+        """The greedy request body: a completions prompt, or one user message for chat."""
+        if self.chat:
+            body: dict[str, Any] = {"model": self.model, "messages": [{"role": "user", "content": prompt}]}
+        else:
+            body = {"model": self.model, "prompt": prompt}
+        body.update({"max_tokens": int(max_new_tokens), "temperature": 0.0})
+        if stop:
+            body["stop"] = stop
+        return body
+
+    def reply_text(self, body: dict[str, Any]) -> str:
+        """The generated text of a reply (``choices[0].message.content`` on chat, ``choices[0].text`` otherwise).
+
+        Raises:
+            ValueError: the reply has no such field.
+        """
+        choices = body.get("choices") if isinstance(body, dict) else None
+        first = choices[0] if choices and isinstance(choices[0], dict) else {}
+        text = (first.get("message") or {}).get("content") if self.chat else first.get("text")
+        if not isinstance(text, str):
+            field = "choices[0].message.content" if self.chat else "choices[0].text"
+            raise ValueError(f"the {self.path} reply of {self.client.base_url} has no {field}: {str(body)[:200]}")
+        return text
+
+    def generate(self, prompt: str, max_new_tokens: int) -> str:
+        """Greedy (``temperature=0``) continuation of ``prompt``, at most ``max_new_tokens`` tokens.
+
+        Raises:
+            ContextOverflow: the server found the prompt too long (the counts are corrected: refit and retry).
+            TeacherServerError: any other refusal, or a server that keeps failing.
+        """
+        response = self.client.send("POST", self.path, self.payload(prompt, max_new_tokens), allow_context_error=True)
+        if response.status_code == 400:
+            message = error_message(response)
+            if not is_context_error(message):
+                raise TeacherServerError(f"{self.client.base_url}{self.path} refused a generation: HTTP 400: {message}")
+            self._learn_length(prompt, max_new_tokens, message)
+            raise ContextOverflow(f"{self.client.base_url}{self.path}: the prompt is longer than the server's context "
+                                  f"({message}); token counts corrected")
+        return self.reply_text(response.json())
+
+    def _learn_length(self, prompt: str, max_new_tokens: int, message: str) -> None:
+        """Correct the token counting from a too-long refusal (the server's own count when it gives one)."""
+        counted = self.count_tokens(prompt)
+        served = _served_prompt_tokens(message, max_new_tokens)
+        if served is None:
+            served = 2 * (counted + self.overhead)
+        if self.tokenizer is None:
+            self.chars_per_token = min(self.chars_per_token, len(prompt) / max(served, 1))
+        else:
+            self.overhead = max(self.overhead, served - counted)
+
+    def close(self) -> None:
+        """Close the HTTP connections."""
+        self.client.close()
