@@ -112,6 +112,23 @@ def test_rows_keep_at_most_max_gold_gold_passages_and_fill_with_the_best_ranked_
     assert [c.passage_id for c in select_pool(pool, 4)] == ["g1", "g2", "a", "g3"]  # no limit: the old rule
 
 
+def test_a_pool_of_evidence_only_fills_utility_rows_with_more_gold_and_pads_gold_rows():
+    """QMSum: every passage of a pool can be evidence; utility rows keep the most useful, gold rows stay 1 + padding."""
+    corpus = Corpus([Passage(f"p{i}", f"text {i}") for i in range(12)])
+    query = Query("q", "question", ("answer",))
+    pools = {"q": [Candidate(f"p{i}", 6 - i, True) for i in range(6)]}
+    utilities = {"q": {"p0": 0.1, "p1": 0.9, "p2": 0.2, "p3": 0.5, "p4": 0.05, "p5": 0.3}}
+    kept = select_pool(pools["q"], 4, utilities=utilities["q"], max_gold=1, fill_with_gold=True)
+    assert [c.passage_id for c in kept] == ["p1", "p2", "p3", "p5"]  # p1 most useful, then by utility: p3, p5, p2
+    assert [c.passage_id for c in select_pool(pools["q"], 4, utilities=utilities["q"], max_gold=1)] == ["p1"]
+    rows = build_training_rows([query], pools, corpus, "distribution", utilities, TargetConfig(confidence="none"),
+                               pool_size=4, max_gold=1)
+    assert not rows.skipped.counts and len(rows.pools[0]) == 4
+    assert rows.pools[0] == [corpus[p].full_text for p in ("p1", "p2", "p3", "p5")]
+    gold_rows = build_training_rows([query], pools, corpus, "gold", None, TargetConfig(), pool_size=4, max_gold=1)
+    assert gold_rows.labels == [[1.0, 0.0, 0.0, 0.0]]  # one positive and three padding negatives from outside the pool
+
+
 def test_gold_rows_mark_every_gold_passage_of_the_row():
     corpus = Corpus([Passage(f"p{i}", f"text {i}") for i in range(10)])
     query = Query("q", "question", ("answer",))

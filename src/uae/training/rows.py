@@ -56,6 +56,7 @@ def select_pool(
     selection: str = "gold_first",
     utilities: dict[str, float] | None = None,
     max_gold: int | None = None,
+    fill_with_gold: bool = False,
 ) -> list[Candidate]:
     """Keep ``size`` passages of a mined pool for one training row, in pool order.
 
@@ -70,6 +71,11 @@ def select_pool(
             is on; turn it off too for a model that learns from question-answer pairs alone.)
         utilities: ``{passage_id: utility}`` of the query; needed by ``utility_first``.
         max_gold: the most gold passages a ``gold_first`` row keeps (``None``: no limit).
+        fill_with_gold: when a ``gold_first`` pool has too few other passages (on QMSum every one
+            of a pool of 16 can be evidence), fill the row with the remaining gold passages, most
+            useful first, rather than leave it short. Right for utility targets, whose graded
+            utilities tell gold passages apart (the gold rule masks the useless ones); wrong for
+            a loss on gold flags, where a row of positives only teaches nothing.
     """
     if selection == "gold_first":
         gold = [c for c in candidates if c.is_gold]
@@ -77,6 +83,8 @@ def select_pool(
             gold = sorted(gold, key=lambda c: -utilities.get(c.passage_id, -np.inf))
         first = gold[: min(size, max_gold or size)]
         others = [c for c in candidates if not c.is_gold]
+        if fill_with_gold:
+            others += gold[len(first):]
     elif selection == "rank":
         first, others = [], list(candidates)
     elif selection == "utility_first":
@@ -108,13 +116,15 @@ def build_training_rows(
     Padding passages come from outside the query's pool (and scope), so they are true
     negatives: target 0, gold 0, utility equal to the pool's lowest. ``selection`` and
     ``max_gold`` are the rules of :func:`select_pool`; rows for a loss on gold evidence always
-    use ``gold_first``. The gold flags reach the targets (the ``gold`` rule of
+    use ``gold_first`` (short pools padded), utility rows fill a short ``gold_first`` row with
+    the remaining gold passages before padding. The gold flags reach the targets (the ``gold`` rule of
     :class:`uae.config.TargetConfig`) only under ``gold_first``.
     """
     rng = random.Random(seed)
     rows = TrainingRows([], [], [], SkipReport())
     rule = "gold_first" if label_kind == "gold" else selection
-    chosen = {query.id: select_pool(pools.get(query.id, []), pool_size, rule, (utilities or {}).get(query.id), max_gold)
+    chosen = {query.id: select_pool(pools.get(query.id, []), pool_size, rule, (utilities or {}).get(query.id), max_gold,
+                                    fill_with_gold=label_kind != "gold")
               for query in queries}
     threshold = confidence_threshold(
         [max(utilities[q][c.passage_id] for c in row) for q, row in chosen.items()
