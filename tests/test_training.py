@@ -247,3 +247,13 @@ def test_uae_train_without_the_train_extra_says_how_to_install(tmp_path, monkeyp
     assert result.exit_code == 2, result.output
     assert "pip install 'uae[train]'" in result.output and "Traceback" not in result.output
     assert not (tmp_path / "model" / "uae_training.json").exists()
+
+
+def test_the_resume_fingerprint_sees_the_rows_content_not_only_their_number():
+    from uae.training.rows import TrainingRows
+    from uae.training.trainer import rows_digest
+
+    first = TrainingRows(["q"], [["a", "b"]], [[0.9, 0.1]], None)
+    same = TrainingRows(["q"], [["a", "b"]], [[0.9, 0.1]], None)
+    relabelled = TrainingRows(["q"], [["a", "b"]], [[0.1, 0.9]], None)
+    assert rows_digest(first) == rows_digest(same) != rows_digest(relabelled)

@@ -7,6 +7,7 @@ its temperatures, the data and what model selection decided (:mod:`uae.training.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -69,7 +70,7 @@ def train_model(
     selection = selection or SelectionConfig()
     out_dir = Path(out_dir)
     checkpoints = out_dir / "checkpoints"
-    resume = _resumable_checkpoint(checkpoints, {"training": config.model_dump(), "record": record, "rows": len(rows.queries),
+    resume = _resumable_checkpoint(checkpoints, {"training": config.model_dump(), "record": record, "rows": rows_digest(rows),
                                                  "dev": [q.id for q in dev.queries] if dev else None,
                                                  "selection": selection.model_dump()})
     model = load_encoder(base_model)
@@ -175,6 +176,14 @@ def _selection_outcome(trainer, evaluator, base_scores: dict[str, float], dev, s
     if not outcome.beats_base and selection.fallback == "base":
         outcome.shipped = "base"
     return outcome
+
+
+def rows_digest(rows: TrainingRows) -> str:
+    """A SHA-256 of the rows' queries, passages and labels: a resumed run must train on the very same rows."""
+    digest = hashlib.sha256()
+    for query, pool, label in zip(rows.queries, rows.pools, rows.labels):
+        digest.update(json.dumps([query, pool, label]).encode())
+    return f"{len(rows.queries)} rows, sha256 {digest.hexdigest()}"
 
 
 def _resumable_checkpoint(checkpoints: Path, settings: dict) -> str | None:
