@@ -87,8 +87,12 @@ def run_variant(argv: list[str], out: Path) -> dict:
     quality.main(argv)
     comparison = json.loads((out / "comparison.json").read_text(encoding="utf-8"))
     results = comparison["results"]
+    record = quality.training_records(out, ["uae"]).get("uae", {})
     return {
         "argv": argv,
+        "rows_changed": (record.get("target_rules") or {}).get("rows_changed") or {},
+        "skipped": record.get("skipped") or {},
+        "selected_step": (record.get("selection") or {}).get("best_step"),
         "seconds": round(time.perf_counter() - started, 1),
         "n_queries": comparison["n_queries"],
         "systems": {system: {metric: results[system][metric] for metric in METRICS}
@@ -104,13 +108,21 @@ def cell(result: dict) -> str:
     return f"{result['mean']:.4f} ({gain_text}{sign}{f', p={p:.2g}' if p is not None else ''})"
 
 
+def rule_counts(record: dict) -> str:
+    """What the gold and confidence rules did to the uae rows of one variant, e.g. ``down-weighted 219, gold masked 48 / none``."""
+    changed = ", ".join(f"{k} {v}" for k, v in sorted((record.get("rows_changed") or {}).items())) or "none"
+    skipped = ", ".join(f"{k} {v}" for k, v in sorted((record.get("skipped") or {}).items())) or "none"
+    return f"{changed} / {skipped}" if "rows_changed" in record else "not recorded"
+
+
 def table(done: dict[str, dict]) -> str:
-    header = ["variant", *(f"uae {m}" for m in METRICS), *(f"infonce_gold {m}" for m in METRICS), "base map", "wall s"]
+    header = ["variant", *(f"uae {m}" for m in METRICS), *(f"infonce_gold {m}" for m in METRICS), "base map",
+              "uae rows the rules changed / skipped", "wall s"]
     lines = ["| " + " | ".join(header) + " |", "| --- |" + " ---: |" * (len(header) - 1)]
     for name, record in done.items():
         systems = record["systems"]
         row = [name, *(cell(systems["uae"][m]) for m in METRICS), *(cell(systems["infonce_gold"][m]) for m in METRICS),
-               f"{systems['base']['map']['mean']:.4f}", f"{record['seconds']:.0f}"]
+               f"{systems['base']['map']['mean']:.4f}", rule_counts(record), f"{record['seconds']:.0f}"]
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
 
