@@ -19,6 +19,9 @@ teacher scores), unique pooled passages, pools per passage, prompt tokens of all
   with a teacher that only counts;
 
 as reuse factors (tokens of all rows / tokens after sharing). Aim: planned >= 75% of the bound.
+Beside it, the share other plans of the same job reach (:func:`reference_plans`): random parts,
+KaHyPar's partition when ``kahypar`` is installed (``pip install kahypar``; not a dependency of
+uae), and the planner with parts of 256 queries.
 
 **2. The timing**: ``--questions`` SQuAD-scoped questions of the view's pools (default 1,000, the
 job a user runs; the first in the planner's walk order, so whole documents: a passage sits in
@@ -152,6 +155,12 @@ class TokenCounter:
         self.requests: list = []
         self.encoded: list = []
         self.planned = 0
+        self._seen: dict = {}
+        """Encodings by request, so that scoring the same job under another plan does not tokenise it again."""
+
+    def reset(self) -> None:
+        """Forget the counts (not the encodings) before counting the same job under another plan."""
+        self.requests, self.encoded, self.planned = [], [], 0
 
     def fit(self, passages) -> None:
         pass
@@ -166,7 +175,11 @@ class TokenCounter:
         from uae.teachers.base import NLLResult
         from uae.teachers.prefix import fed_tokens, prefix_groups
 
-        encoded = [self.encoder.encode(i, r) for i, r in enumerate(requests)]
+        encoded = []
+        for i, r in enumerate(requests):
+            if r not in self._seen:
+                self._seen[r] = self.encoder.encode(i, r)
+            encoded.append(self._seen[r])
         groups, _ = prefix_groups(requests, encoded, self.min_prefix_tokens)
         self.planned += fed_tokens(encoded, groups)
         self.requests += requests
@@ -174,8 +187,8 @@ class TokenCounter:
         return [NLLResult(0.0, len(e.ids) - e.answer_start, e.truncated) for e in encoded]
 
 
-def reuse_view(name: str, corpus, queries, pools, tokenizer_name: str) -> dict:
-    """The view's figures for one job (see the module docstring)."""
+def reuse_view(name: str, corpus, queries, pools, tokenizer_name: str, references: bool = False) -> dict:
+    """The view's figures for one job (see the module docstring); ``references`` adds other plans' shares."""
     from uae.labeling import label_pools
     from uae.teachers.hf import MIN_PREFIX_TOKENS
     from uae.teachers.prefix import fed_tokens, prefix_groups
@@ -187,13 +200,110 @@ def reuse_view(name: str, corpus, queries, pools, tokenizer_name: str) -> dict:
     total = sum(len(e.ids) for e in counter.encoded)
     bound = fed_tokens(counter.encoded, groups)
     per_passage = Counter(c.passage_id for q in queries for c in pools[q.id])
-    return {
+    view = {
         "dataset": name, "questions": len(queries), "rows": len(counter.encoded), "unique_passages": len(per_passage),
         "pools_per_passage": sum(per_passage.values()) / max(len(per_passage), 1), "tokens": total,
         "tokens_per_row": total / max(len(counter.encoded), 1), "bound_tokens": bound, "planned_tokens": counter.planned,
         "bound_factor": total / bound, "planned_factor": total / counter.planned,
         "share_of_bound": (total / counter.planned) / (total / bound), "truncated": summary.truncated,
     }
+    if references:
+        view["references"] = {label: bound / planned_tokens(counter, queries, pools, corpus, plan)
+                              for label, plan in reference_plans(queries, pools, corpus).items()}
+    return view
+
+
+PART_QUERIES = 64
+"""The planner's default part size (``uae label --part-queries``), which the references keep or vary."""
+
+
+def reference_plans(queries, pools, corpus) -> dict:
+    """Other ways to cut the same job into parts, to place the planner's share (``{label: parts or part size}``).
+
+    ``random``: the queries shuffled into parts of 64 (what ordering gains over chance); ``KaHyPar``:
+    a multilevel hypergraph partitioner minimising the same quantity, each passage's tokens times
+    the parts it is in (connectivity - 1), into as many parts of at most 64 queries (when the
+    ``kahypar`` package is installed: what a strong offline partitioner reaches); the planner with
+    parts of 256 queries (what a coarser unit of resumption buys).
+    """
+    import random
+
+    shuffled = list(queries)
+    random.Random(13).shuffle(shuffled)
+    plans: dict = {"random parts of 64": [shuffled[i: i + PART_QUERIES] for i in range(0, len(shuffled), PART_QUERIES)]}
+    kahypar_parts = kahypar_plan(queries, pools, corpus, -(-len(queries) // PART_QUERIES))
+    if kahypar_parts is not None:
+        plans["KaHyPar (km1), parts of 64"] = kahypar_parts
+    plans["planner, parts of 256"] = 256
+    return plans
+
+
+KAHYPAR_SETTINGS = {
+    "mode": "direct", "objective": "km1", "seed": 13, "cmaxnet": 1000, "vcycles": 0, "p-use-sparsifier": "false",
+    "p-detect-communities": "true", "p-detect-communities-in-ip": "true", "p-reuse-communities": "false",
+    "p-max-louvain-pass-iterations": 100, "p-min-eps-improvement": 0.0001, "p-louvain-edge-weight": "hybrid",
+    "p-large-he-threshold": 1000, "p-smallest-maxnet-threshold": 50000, "p-maxnet-removal-factor": 0.01,
+    "c-type": "ml_style", "c-s": 1, "c-t": 160, "c-rating-score": "heavy_edge", "c-rating-use-communities": "true",
+    "c-rating-heavy_node_penalty": "no_penalty", "c-rating-acceptance-criterion": "best_prefer_unmatched",
+    "c-fixed-vertex-acceptance-criterion": "fixed_vertex_allowed", "i-mode": "recursive", "i-technique": "multi",
+    "i-c-type": "ml_style", "i-c-s": 1, "i-c-t": 150, "i-c-rating-score": "heavy_edge", "i-c-rating-use-communities": "true",
+    "i-c-rating-heavy_node_penalty": "no_penalty", "i-c-rating-acceptance-criterion": "best_prefer_unmatched",
+    "i-c-fixed-vertex-acceptance-criterion": "fixed_vertex_allowed", "i-algo": "pool", "i-runs": 20,
+    "i-bp-algorithm": "worst_fit", "i-bp-heuristic-prepacking": "false", "i-bp-early-restart": "true",
+    "i-bp-late-restart": "true", "i-r-type": "twoway_fm", "i-r-runs": -1, "i-r-fm-stop": "simple", "i-r-fm-stop-i": 50,
+    "r-type": "kway_fm_km1", "r-runs": -1, "r-fm-stop": "adaptive_opt", "r-fm-stop-alpha": 1, "r-fm-stop-i": 350,
+}
+"""KaHyPar's direct k-way connectivity preset (its documented km1 settings, without the flow refinement)."""
+
+
+def kahypar_plan(queries, pools, corpus, k: int) -> list | None:
+    """``k`` balanced parts of ``queries`` by KaHyPar: queries are vertices, each shared passage a net weighted by its words."""
+    try:
+        import kahypar
+    except ImportError:
+        return None
+    if k < 2:
+        return [list(queries)]
+    holders: dict[str, list[int]] = {}
+    for i, query in enumerate(queries):
+        for candidate in pools[query.id]:
+            holders.setdefault(candidate.passage_id, []).append(i)
+    nets = [(pid, members) for pid, members in holders.items() if len(members) > 1]
+    indices, pins = [0], []
+    for _, members in nets:
+        pins += members
+        indices.append(len(pins))
+    weights = [len(corpus[pid].full_text.split()) + 1 for pid, _ in nets]
+    graph = kahypar.Hypergraph(len(queries), len(nets), indices, pins, k, weights, [1] * len(queries))
+    with tempfile.NamedTemporaryFile("w", suffix=".ini", delete=False) as ini:
+        ini.write("".join(f"{key}={value}\n" for key, value in KAHYPAR_SETTINGS.items()))
+    context = kahypar.Context()
+    context.loadINIconfiguration(ini.name)
+    os.unlink(ini.name)
+    context.setK(k)
+    context.setEpsilon(0.0)
+    context.suppressOutput(True)
+    kahypar.partition(graph, context)
+    parts: list[list] = [[] for _ in range(k)]
+    for i, query in enumerate(queries):
+        parts[graph.blockID(i)].append(query)
+    return [part for part in parts if part]
+
+
+def planned_tokens(counter: TokenCounter, queries, pools, corpus, plan) -> int:
+    """Tokens the hf teacher feeds for the job under ``plan``: a part size for the planner, or the parts themselves."""
+    from unittest import mock
+
+    from uae.labeling import label_pools
+
+    counter.reset()
+    with tempfile.TemporaryDirectory() as out:
+        if isinstance(plan, int):
+            label_pools(queries, pools, corpus, counter, out, part_queries=plan, progress=False)
+        else:  # the labeling job cuts its parts with cut_parts; hand it these instead
+            with mock.patch("uae.labeling.jobs.cut_parts", lambda *_: plan):
+                label_pools(queries, pools, corpus, counter, out, part_queries=max(len(p) for p in plan), progress=False)
+    return counter.planned
 
 
 # ---- 2. the timing ---------------------------------------------------------------------------
@@ -317,16 +427,24 @@ def time_paths(paths: list[str], model_dir: Path, job, tokenizer_name: str, args
 
 
 def view_lines(views: list[dict], sources: dict[str, str]) -> list[str]:
+    labels = list(dict.fromkeys(label for v in views for label in v.get("references", {})))
     rows = [f"| {v['dataset']} | {v['questions']} | {v['rows']} | {v['unique_passages']} | {v['pools_per_passage']:.1f} | "
             f"{v['tokens_per_row']:.0f} | {v['bound_factor']:.2f}x | {v['planned_factor']:.2f}x | {v['share_of_bound']:.1%} | "
-            f"{'met' if v['share_of_bound'] >= AIM_SHARE else 'missed'} |" for v in views]
+            f"{'met' if v['share_of_bound'] >= AIM_SHARE else 'missed'} | "
+            + "".join(f"{v['references'][label]:.1%} | " if label in v.get("references", {}) else "n/a | " for label in labels)
+            for v in views]
     return [
         "Pair-versus-unique view: prompt + answer tokens of all rows / tokens after sharing a passage's (or a question's) "
         "prompt prefix; bound: every shared prefix once per job; planned: the hf teacher's sharing inside the "
-        "planner's parts (64 queries at most) and chunks (256 requests), with its 16-token minimum.",
+        "planner's parts (64 queries at most) and chunks (256 requests), with its 16-token minimum. The last columns "
+        "place the planner: the share of the bound (same tokens, same teacher) when the same job is cut into random "
+        "parts of 64, by KaHyPar (a multilevel hypergraph partitioner minimising the same connectivity objective, "
+        "as many parts of at most 64 queries; only where the `kahypar` package is installed), and by the planner "
+        "with parts of 256 queries.",
         "",
-        "| dataset | questions | rows | unique passages | pools per passage | tokens per row | bound | planned | planned / bound | aim >= 75% |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| dataset | questions | rows | unique passages | pools per passage | tokens per row | bound | planned | planned / bound | aim >= 75% | "
+        + "".join(f"{label} | " for label in labels),
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|" + "---:|" * len(labels),
         *rows,
         "",
         *(f"- {name}: pools {source}" for name, source in sources.items()),
@@ -398,11 +516,12 @@ def main() -> None:
         started = time.perf_counter()
         corpus, queries, pools, sources[name] = dataset_pools(DATASETS[name], args.runs, view_limit)
         jobs[name] = (corpus, queries, pools)
-        views.append(reuse_view(DATASETS[name].title, corpus, queries, pools, tokenizer_name))
+        views.append(reuse_view(DATASETS[name].title, corpus, queries, pools, tokenizer_name, references=True))
         v = views[-1]
+        others = ", ".join(f"{label} {share:.0%}" for label, share in v["references"].items())
         print(f"  {name}: {v['rows']} rows, {v['unique_passages']} passages ({v['pools_per_passage']:.1f} pools each), "
-              f"bound {v['bound_factor']:.2f}x, planned {v['planned_factor']:.2f}x ({v['share_of_bound']:.0%} of the bound) "
-              f"[{time.perf_counter() - started:.0f} s]", flush=True)
+              f"bound {v['bound_factor']:.2f}x, planned {v['planned_factor']:.2f}x ({v['share_of_bound']:.0%} of the bound; "
+              f"{others}) [{time.perf_counter() - started:.0f} s]", flush=True)
     lines = [section_heading("Labeling cost: pairs against unique passages, uncached against prefix reuse", args.quick), "",
              f"Command: `{command}`  ", f"Machine: {describe_machine(info)}.  ",
              f"Tokenizer: {'the packaged MiniLM (WordPiece)' if not args.tokenizer else args.tokenizer}; context {CONTEXT}.", ""]
