@@ -50,6 +50,7 @@ from collections.abc import Callable, Sequence
 from collections import deque
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
@@ -539,8 +540,6 @@ class OpenAIGenerator:
         self.tokenizer_name = tokenizer
         self.tokenizer = None
         if tokenizer:
-            from pathlib import Path
-
             from transformers import AutoTokenizer
 
             self.tokenizer = AutoTokenizer.from_pretrained(tokenizer, local_files_only=Path(tokenizer).is_dir())
