@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
         f"Command: `{command}`  ",
         f"Machine: {describe_machine(info)}.  ",
         f"Each row is one `bench/quality.py` run on the **dev** split ({n_queries} questions; the test split is not used) "
-        "with the shared arguments and the variant's own; everything else as in the row `tau_t 1 (default)`. `uae`'s "
+        "with the shared arguments and the variant's own; everything else as in the row `defaults` (the library's defaults, `uae.config`). `uae`'s "
         "training rows keep the gold passage first, like `infonce_gold`'s, except in the rows marked 'no evidence labels', "
         "which choose them without the gold flags (the mined pool still holds the gold passages: mining's include_gold "
         f"is on). Per-variant runs and settings: `{store.relative_to(ROOT) if store.is_relative_to(ROOT) else store}`.",
