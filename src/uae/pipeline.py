@@ -42,6 +42,7 @@ from uae.rerankers import Reranker, latency_summary, rerank_run
 from uae.retrieval.bm25 import BM25Index
 from uae.retrieval.index import is_index_folder
 from uae.retrieval.mining import mine_pools
+from uae.retrieval.embedding_cache import EMBEDDINGS_FOLDER, EmbeddingCache
 from uae.retrieval.retriever import Retriever, RetrieverCache
 from uae.retrieval.types import Run, hits_to_run
 from uae.targets.utilities import utilities_from_nlls
@@ -221,7 +222,7 @@ def dense_run(model_path: str, dataset: Dataset, queries: Sequence[Query], depth
         return hits_to_run([q.id for q in queries], hits)
     retrievers = retrievers if retrievers is not None else RetrieverCache()
     searched = scopes_corpus(dataset, queries) if scopes_only and (str(model_path), dataset.corpus) not in retrievers else None
-    retriever = (Retriever.build(str(model_path), searched.corpus, progress=progress) if searched
+    retriever = (Retriever.build(str(model_path), searched.corpus, progress=progress, embeddings=retrievers.embeddings) if searched
                  else retrievers.get(str(model_path), dataset.corpus, progress))
     if save_index is not None:
         retriever.save(save_index)
@@ -467,7 +468,8 @@ def run_pipeline(config: RunConfig, progress: bool = True, dataset: Dataset | No
         return value
 
     config = evidence_free(config)
-    retrievers = RetrieverCache()  # the base encoder's encoding of the corpus, shared by mining and eval
+    # the base encoder's encoding of the corpus, shared by mining and eval; every model's vectors stay on disk for reruns
+    retrievers = RetrieverCache(EmbeddingCache(config.out_dir / EMBEDDINGS_FOLDER))
     config.out_dir.mkdir(parents=True, exist_ok=True)
     (config.out_dir / "config.json").write_text(config.model_dump_json(indent=2))
     dataset = dataset if dataset is not None else read_dataset(config.data)

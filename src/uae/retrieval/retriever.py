@@ -21,6 +21,7 @@ from pathlib import Path
 from uae.data.schema import Corpus
 from uae.errors import ModelIndexMismatch, check_model_reference
 from uae.retrieval.bm25 import BM25Index
+from uae.retrieval.embedding_cache import EmbeddingCache
 from uae.retrieval.encoders import display_name, encode, load_encoder, model_fingerprint, resolve_encoder
 from uae.retrieval.index import DenseIndex, IndexConfig, SearchIndex, load_index
 from uae.retrieval.types import Hit
@@ -56,6 +57,7 @@ class Retriever:
         store=None,
         folder: str | os.PathLike | None = None,
         vectors=None,
+        embeddings: EmbeddingCache | None = None,
     ) -> Retriever:
         """Encode ``corpus`` with the model at ``model_path`` and index it.
 
@@ -64,8 +66,15 @@ class Retriever:
         vector database collection instead of an in-memory FAISS index; ``folder`` is the index
         folder (where the embedded store's file goes). ``vectors``: the corpus's embeddings by this
         model, already computed (e.g. by :func:`uae.retrieval.ray_encoding.encode_corpus_ray`).
+        ``embeddings``: take the vectors from this disk cache when it holds them, else encode them
+        and add them to it.
         """
         model = load_encoder(model_path, max_seq_length=max_seq_length)
+        if vectors is None and embeddings is not None:
+            key = embeddings.key(model_path, corpus, max_seq_length)
+            vectors = embeddings.load(key, len(corpus))
+            if vectors is None:
+                vectors = embeddings.save(key, encode(model, corpus.texts, description="encoding passages", progress=progress))
         if vectors is None:
             vectors = encode(model, corpus.texts, description="encoding passages", progress=progress)
         index = build_index(vectors, corpus, _absolute(resolve_encoder(model_path)), model_fingerprint(model_path),
@@ -157,10 +166,12 @@ class RetrieverCache:
 
     Mining and evaluation both search the corpus with the base encoder; the run encodes it once.
     The cache holds the corpus it was built for, so a corpus is recognised by identity only while
-    it is alive.
+    it is alive. With ``embeddings`` (a disk cache), vectors also outlive the run: a later run in
+    the same folder finds them there.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, embeddings: EmbeddingCache | None = None) -> None:
+        self.embeddings = embeddings
         self._built: dict[tuple[str, int], tuple[Corpus, Retriever]] = {}
 
     def __contains__(self, key: tuple[str, Corpus]) -> bool:
@@ -171,7 +182,7 @@ class RetrieverCache:
         """The retriever of ``corpus`` encoded by ``model_path``, built on first use."""
         key = (str(model_path), id(corpus))
         if key not in self._built:
-            self._built[key] = (corpus, Retriever.build(str(model_path), corpus, progress=progress))
+            self._built[key] = (corpus, Retriever.build(str(model_path), corpus, progress=progress, embeddings=self.embeddings))
         return self._built[key][1]
 
 

@@ -1,0 +1,64 @@
+"""Corpus embeddings kept on disk, so a rerun in the same run folder does not encode again.
+
+Encoding the corpus is the slow part of evaluating a run on a CPU (PubMedQA's 3,358 passages
+take about 100 s per model on two cores), and a run folder that is evaluated again, by a dev
+sweep or after a crash, encodes the same corpus with the same base encoder and the same
+unchanged models every time. An entry is keyed by everything the vectors depend on: the model's
+weights (:func:`uae.retrieval.encoders.model_fingerprint`), its maximum sequence length, and the
+ids and texts (with titles) of the passages in their order; anything else is a different entry, never a
+stale hit. Entries are written to a temporary file and renamed, so a crash leaves no half entry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import numpy as np
+
+from uae.data.schema import Corpus
+from uae.retrieval.encoders import model_fingerprint
+
+EMBEDDINGS_FOLDER = "embeddings"
+"""Where a run folder keeps its cache (``<run>/embeddings/``)."""
+
+
+def corpus_digest(corpus: Corpus) -> str:
+    """SHA-256 of the passages' ids and of the texts the encoder sees (title and text), in order."""
+    digest = hashlib.sha256()
+    for passage in corpus:
+        digest.update(passage.id.encode())
+        digest.update(b"\0")
+        digest.update(passage.full_text.encode())
+        digest.update(b"\0")
+    return digest.hexdigest()
+
+
+class EmbeddingCache:
+    """A folder of ``<key>.npy`` files: the unit-normalised embeddings of one corpus by one model."""
+
+    def __init__(self, folder: str | os.PathLike) -> None:
+        self.folder = Path(folder)
+
+    def key(self, model_path: str, corpus: Corpus, max_seq_length: int | None = None) -> str:
+        """The entry name of ``corpus`` encoded by ``model_path`` (truncated to ``max_seq_length``)."""
+        parts = [model_fingerprint(model_path), str(max_seq_length), corpus_digest(corpus)]
+        return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:32]
+
+    def load(self, key: str, n_passages: int) -> np.ndarray | None:
+        """The vectors of entry ``key``, or None when there is none (or it does not hold ``n_passages`` rows)."""
+        path = self.folder / f"{key}.npy"
+        if not path.is_file():
+            return None
+        vectors = np.load(path)
+        return vectors if vectors.ndim == 2 and len(vectors) == n_passages else None
+
+    def save(self, key: str, vectors: np.ndarray) -> np.ndarray:
+        """Write entry ``key`` (temporary file, then rename); returns ``vectors`` as stored (float32)."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        vectors = np.asarray(vectors, dtype=np.float32)
+        partial = self.folder / f"{key}.partial.npy"
+        np.save(partial, vectors)
+        partial.replace(self.folder / f"{key}.npy")
+        return vectors
