@@ -40,9 +40,9 @@ from uae.labeling import label_pools, read_labels
 from uae.progress import report_skips
 from uae.rerankers import Reranker, latency_summary, rerank_run
 from uae.retrieval.bm25 import BM25Index
+from uae.retrieval.embedding_cache import EMBEDDINGS_FOLDER, EmbeddingCache
 from uae.retrieval.index import is_index_folder
 from uae.retrieval.mining import mine_pools
-from uae.retrieval.embedding_cache import EMBEDDINGS_FOLDER, EmbeddingCache
 from uae.retrieval.retriever import Retriever, RetrieverCache
 from uae.retrieval.types import Run, hits_to_run
 from uae.targets.utilities import utilities_from_nlls

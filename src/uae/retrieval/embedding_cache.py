@@ -5,8 +5,8 @@ take about 100 s per model on two cores), and a run folder that is evaluated aga
 sweep or after a crash, encodes the same corpus with the same base encoder and the same
 unchanged models every time. An entry is keyed by everything the vectors depend on: the model's
 weights (:func:`uae.retrieval.encoders.model_fingerprint`), its maximum sequence length, and the
-ids and texts (with titles) of the passages in their order; anything else is a different entry, never a
-stale hit. Entries are written to a temporary file and renamed, so a crash leaves no half entry.
+ids and texts (with titles) of the passages in their order; anything else is a different entry,
+never a stale hit. Entries are written to a temporary file and renamed, so a crash leaves no half entry.
 """
 
 from __future__ import annotations
@@ -54,11 +54,9 @@ class EmbeddingCache:
         vectors = np.load(path)
         return vectors if vectors.ndim == 2 and len(vectors) == n_passages else None
 
-    def save(self, key: str, vectors: np.ndarray) -> np.ndarray:
-        """Write entry ``key`` (temporary file, then rename); returns ``vectors`` as stored (float32)."""
+    def save(self, key: str, vectors: np.ndarray) -> Path:
+        """Write entry ``key`` as float32 (temporary file, then rename)."""
         self.folder.mkdir(parents=True, exist_ok=True)
-        vectors = np.asarray(vectors, dtype=np.float32)
         partial = self.folder / f"{key}.partial.npy"
-        np.save(partial, vectors)
-        partial.replace(self.folder / f"{key}.npy")
-        return vectors
+        np.save(partial, np.asarray(vectors, dtype=np.float32))
+        return partial.replace(self.folder / f"{key}.npy")
