@@ -11,6 +11,7 @@ import pytest
 import uae.retrieval.retriever as retriever_module
 from uae.data.schema import Corpus, Passage
 from uae.retrieval.embedding_cache import EmbeddingCache
+from uae.retrieval.encoders import model_fingerprint
 from uae.retrieval.retriever import Retriever
 
 PASSAGES = [
@@ -60,8 +61,8 @@ def test_changed_passages_or_weights_are_a_miss(tiny_encoder_dir: Path, tmp_path
     shutil.copytree(tiny_encoder_dir, retrained)
     weights = next(retrained.rglob("*.safetensors"))
     weights.write_bytes(weights.read_bytes()[:-4] + b"\x00\x00\x00\x01")  # the same model folder with other weights
-    key = cache.key(str(retrained), Corpus(PASSAGES))
-    assert key != cache.key(str(tiny_encoder_dir), Corpus(PASSAGES))
+    key = cache.key(model_fingerprint(str(retrained)), Corpus(PASSAGES))
+    assert key != cache.key(model_fingerprint(str(tiny_encoder_dir)), Corpus(PASSAGES))
     assert cache.load(key, len(PASSAGES)) is None
     assert len(list(cache.folder.glob("*.npy"))) == 3 and not list(cache.folder.glob("*.partial.npy"))
 

@@ -1,12 +1,12 @@
 """Corpus embeddings kept on disk, so a rerun in the same run folder does not encode again.
 
-Encoding the corpus is the slow part of evaluating a run on a CPU (PubMedQA's 3,358 passages
-take about 100 s per model on two cores), and a run folder that is evaluated again, by a dev
-sweep or after a crash, encodes the same corpus with the same base encoder and the same
-unchanged models every time. An entry is keyed by everything the vectors depend on: the model's
-weights (:func:`uae.retrieval.encoders.model_fingerprint`), its maximum sequence length, and the
-ids and texts (with titles) of the passages in their order; anything else is a different entry,
-never a stale hit. Entries are written to a temporary file and renamed, so a crash leaves no half entry.
+Encoding the corpus is the slow part of evaluating a run on a CPU, and a run folder that is
+evaluated again, by a dev sweep or after a crash, encodes the same corpus with the same base
+encoder and the same unchanged models every time. An entry is keyed by everything the vectors
+depend on: the model's weights (:func:`uae.retrieval.encoders.model_fingerprint`), its maximum
+sequence length, and the ids and texts (with titles) of the passages in their order; anything
+else is a different entry, never a stale hit. Entries are written to a temporary file and
+renamed, so a crash leaves no half entry.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from pathlib import Path
 import numpy as np
 
 from uae.data.schema import Corpus
-from uae.retrieval.encoders import model_fingerprint
 
 EMBEDDINGS_FOLDER = "embeddings"
 """Where a run folder keeps its cache (``<run>/embeddings/``)."""
@@ -41,9 +40,10 @@ class EmbeddingCache:
     def __init__(self, folder: str | os.PathLike) -> None:
         self.folder = Path(folder)
 
-    def key(self, model_path: str, corpus: Corpus, max_seq_length: int | None = None) -> str:
-        """The entry name of ``corpus`` encoded by ``model_path`` (truncated to ``max_seq_length``)."""
-        parts = [model_fingerprint(model_path), str(max_seq_length), corpus_digest(corpus)]
+    def key(self, fingerprint: str, corpus: Corpus, max_seq_length: int | None = None) -> str:
+        """The entry name of ``corpus`` encoded by the model of ``fingerprint``
+        (:func:`uae.retrieval.encoders.model_fingerprint`), truncated to ``max_seq_length``."""
+        parts = [fingerprint, str(max_seq_length), corpus_digest(corpus)]
         return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:32]
 
     def load(self, key: str, n_passages: int) -> np.ndarray | None:

@@ -70,14 +70,15 @@ class Retriever:
         and add them to it.
         """
         model = load_encoder(model_path, max_seq_length=max_seq_length)
-        key = embeddings.key(model_path, corpus, max_seq_length) if vectors is None and embeddings is not None else None
+        fingerprint = model_fingerprint(model_path)
+        key = embeddings.key(fingerprint, corpus, max_seq_length) if vectors is None and embeddings is not None else None
         if key is not None:
             vectors = embeddings.load(key, len(corpus))
         if vectors is None:
             vectors = encode(model, corpus.texts, description="encoding passages", progress=progress)
             if key is not None:
                 embeddings.save(key, vectors)
-        index = build_index(vectors, corpus, _absolute(resolve_encoder(model_path)), model_fingerprint(model_path),
+        index = build_index(vectors, corpus, _absolute(resolve_encoder(model_path)), fingerprint,
                             index_config or IndexConfig(kind=kind), store, folder)
         return cls(model, index, model_name=display_name(model_path))
 
